@@ -1,0 +1,107 @@
+"""The `datagen` command: a thin typer layer over datagen.run and datagen.status."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from datagen.errors import UserError
+
+app = typer.Typer(
+    name="datagen",
+    help="Build SIGMA-SET27K-style multi-subject datasets on Ray.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def run(
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML file, or a bundled config name (demo, sigma_set27k). Default: the run's own run.yaml when resuming, else demo.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Run directory. Default: ./<run.name>.")] = None,
+    stages: Annotated[str, typer.Option("--stages", help="'all' or a comma list, e.g. prompts,t2i")] = "all",
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Cap on workers over all stages.")] = None,
+    num_samples: Annotated[Optional[int], typer.Option("--num-samples", "-n", help="Override run.num_samples.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Override run.seed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: --set stages.t2i.exec.concurrency=2")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Join a Ray cluster (e.g. 10.0.0.1:6379); RUN must be shared storage.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="ray (default), or local: one process, no Ray, for debugging.")] = "ray",
+) -> None:
+    """Build (or resume) a dataset: every (stage, shard) already committed is reused."""
+    from datagen.run import RunRequest, execute
+
+    if executor not in ("ray", "local"):
+        raise UserError(f"--executor: {executor!r} is not one of ray, local")
+    report = execute(
+        RunRequest(
+            config=config,
+            out=out,
+            stages=stages,
+            workers=workers,
+            num_samples=num_samples,
+            seed=seed,
+            overrides=tuple(set_ or ()),
+            address=address,
+            executor=executor,
+        )
+    )
+    if report.failed or report.blocked:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per stage: shards done / failed / pending, samples in and out, rejections by reason."""
+    from datagen.paths import RunPaths
+    from datagen.run import load_run_config
+    from datagen.status import collect_status, final_kept, render_status, subjects_histogram
+
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a datagen run (no such directory)")
+    cfg = load_run_config(run_dir)
+    paths = RunPaths(run_dir)
+    rows = collect_status(cfg, paths)
+    if as_json:
+        kept, done = final_kept(cfg, paths)
+        payload = {
+            "run": str(run_dir),
+            "num_shards": cfg.num_shards,
+            "final_shards": done,
+            "kept": kept,
+            "subjects_histogram": subjects_histogram(cfg, paths),
+            "stages": [r.to_dict() for r in rows],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        typer.echo(render_status(cfg, paths, rows))
+
+
+@app.command()
+def version() -> None:
+    """Print datagen's version."""
+    from datagen import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except UserError as e:
+        print(f"datagen: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("datagen: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""The run configuration: one pydantic model, loaded from YAML, with `--set a.b=c` overrides.
+
+Bad input is caught here, before Ray or any model starts, and reported in one line that names
+the file (or the --set flag) and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from datagen.box_fit import BoxFitConfig
+from datagen.errors import UserError
+from datagen.paths import bundled_config_dir
+from datagen.world.scene import WorldConfig
+
+STAGE_NAMES = ("prompts", "t2i", "segment", "depth", "boxes", "repose", "filter")
+DEFAULT_ORDER = list(STAGE_NAMES)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ExecConfig(Strict):
+    """How a stage runs. Never changes what it produces, so it is left out of fingerprints."""
+
+    cpus: float = Field(1.0, gt=0, description="CPUs each worker of this stage reserves")
+    gpus: float = Field(0.0, ge=0, description="GPUs each worker reserves (fractions share a GPU)")
+    concurrency: int = Field(1, ge=1, description="workers in this stage's pool")
+    batch_size: int = Field(8, ge=1, description="samples per model call")
+    retries: int = Field(2, ge=0, description="extra attempts of a (stage, shard) before it is marked failed")
+    max_error_share: float = Field(
+        0.5, ge=0, le=1, description="share of a shard's samples that may raise before the shard fails"
+    )
+
+
+class StageConfig(Strict):
+    exec: ExecConfig = Field(default_factory=ExecConfig)
+
+
+class PromptsConfig(StageConfig):
+    backend: Literal["procedural", "transformers", "vllm"] = "procedural"
+    model: str | None = None
+    num_subjects: tuple[int, int] = (3, 10)
+
+    @field_validator("num_subjects")
+    @classmethod
+    def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= v[0] <= v[1] <= 10:
+            raise ValueError("must be [min, max] with 1 <= min <= max <= 10")
+        return v
+
+
+class T2IConfig(StageConfig):
+    backend: Literal["procedural", "diffusers"] = "procedural"
+    model: str | None = None
+    steps: int = Field(28, ge=1)
+    guidance: float = 3.5
+
+
+class SegmentConfig(StageConfig):
+    backend: Literal["procedural", "transformers", "gsam"] = "procedural"
+    detector_model: str | None = None
+    sam_model: str | None = None
+    box_threshold: float = Field(0.35, ge=0, le=1)
+    text_threshold: float = Field(0.25, ge=0, le=1)
+
+
+class DepthConfig(StageConfig):
+    backend: Literal["procedural", "moge", "transformers"] = "procedural"
+    model: str | None = None
+    noise_std: float = Field(0.0, ge=0, description="procedural: relative Gaussian noise on oracle depth")
+
+
+class BoxesConfig(StageConfig):
+    backend: Literal["open3d"] = "open3d"
+    fit: BoxFitConfig = Field(default_factory=BoxFitConfig)
+
+
+class ReposeConfig(StageConfig):
+    backend: Literal["procedural", "diffusers"] = "procedural"
+    model: str | None = None
+    identity_size: int = Field(256, ge=16, le=2048)
+    steps: int = Field(28, ge=1)
+    guidance: float = 2.5
+
+
+class FilterConfig(StageConfig):
+    backend: Literal["rules"] = "rules"
+    box3d_margin_frac: float = Field(
+        0.02, ge=0, le=1, description="projected 3D box corners may leave the image by this share of its size"
+    )
+    min_box3d_iou_2d: float = Field(
+        0.3, ge=0, le=1, description="IoU of the projected 3D box's 2D extent with box_2d, at least"
+    )
+
+
+class StagesConfig(Strict):
+    order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER))
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    t2i: T2IConfig = Field(default_factory=T2IConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    depth: DepthConfig = Field(default_factory=DepthConfig)
+    boxes: BoxesConfig = Field(default_factory=BoxesConfig)
+    repose: ReposeConfig = Field(default_factory=ReposeConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+
+    @field_validator("order")
+    @classmethod
+    def _order(cls, v: list[str]) -> list[str]:
+        unknown = [s for s in v if s not in STAGE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r} (stages: {', '.join(STAGE_NAMES)})")
+        if sorted(v) != sorted(STAGE_NAMES):
+            missing = [s for s in STAGE_NAMES if s not in v]
+            raise ValueError(f"must name every stage once (missing or repeated: {missing or 'repeats'})")
+        return v
+
+    def stage(self, name: str) -> StageConfig:
+        return getattr(self, name)
+
+
+class FilterRules(Strict):
+    """RECIPE.md's subject filters, shared by segment (early) and filter (final check)."""
+
+    min_subjects: int = Field(3, ge=1, description="keep samples with at least this many subjects (paper: > 2)")
+    max_subjects: int = Field(10, ge=1)
+    min_box_area_frac: float = Field(0.01, ge=0, le=1)
+    max_box_area_frac: float = Field(0.40, ge=0, le=1)
+    max_mask_overlap: float = Field(
+        0.5, ge=0, le=1, description="two masks whose intersection over the smaller mask exceeds this: keep one"
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self) -> FilterRules:
+        if self.min_subjects > self.max_subjects:
+            raise ValueError("min_subjects must not exceed max_subjects")
+        if self.min_box_area_frac > self.max_box_area_frac:
+            raise ValueError("min_box_area_frac must not exceed max_box_area_frac")
+        return self
+
+
+class RunSection(Strict):
+    name: str = "run"
+    seed: int = Field(0, ge=0)
+    num_samples: int = Field(64, gt=0)
+    shard_size: int = Field(16, gt=0)
+    width: int = Field(512, ge=32, le=4096)
+    height: int = Field(512, ge=32, le=4096)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
+            raise ValueError("must be letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return v
+
+
+class OutputConfig(Strict):
+    keep_truth: bool = False
+    image_format: Literal["png", "jpg"] = "png"
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    png_compress_level: int = Field(6, ge=0, le=9)
+    write_crops: bool = True
+    verify: Literal["sha256", "size"] = Field(
+        "sha256", description="how a resumed run checks committed shards before reusing them"
+    )
+
+
+class RayConfig(Strict):
+    address: str | None = None
+    no_progress_timeout_s: float = Field(-1, description="Ray Data's stall timeout; -1 off (model loads are slow)")
+
+
+class RunConfig(Strict):
+    run: RunSection = Field(default_factory=RunSection)
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    filters: FilterRules = Field(default_factory=FilterRules)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.run.num_samples // self.run.shard_size)
+
+    def shard_indices(self, shard: int) -> range:
+        start = shard * self.run.shard_size
+        return range(start, min(start + self.run.shard_size, self.run.num_samples))
+
+    def recipe_dict(self) -> dict[str, Any]:
+        """What determines the samples: everything but execution settings and the run size."""
+        d = self.model_dump(mode="json")
+        d.pop("ray")
+        d["run"].pop("num_samples")  # the size of a run, not what one sample looks like
+        d["run"].pop("name")  # a label
+        for name in STAGE_NAMES:
+            d["stages"][name].pop("exec")
+        return d
+
+    def config_sha256(self) -> str:
+        return sha256_json(self.recipe_dict())
+
+
+def sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A path to a YAML file, or the name of a bundled config (`demo`, `sigma_set27k`)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if p.exists():
+        raise UserError(f"{name_or_path}: not a file")
+    bundled = bundled_config_dir() / f"{p.stem if p.suffix in ('.yaml', '.yml') else p.name}.yaml"
+    if p.parent == Path(".") and bundled.is_file():
+        return bundled
+    raise UserError(f"{name_or_path}: config file not found")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, str]:
+    """Apply `a.b=c` overrides in place; values parse as YAML scalars. Returns key -> flag text."""
+    sources: dict[str, str] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise UserError(f"--set {item}: expected KEY=VALUE with a dotted key, e.g. run.seed=3")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {item}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+        sources[key] = f"--set {item}"
+    return sources
+
+
+def _format_error(err: dict[str, Any], source: str, flag_sources: dict[str, str]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    for key, flag in flag_sources.items():
+        if loc == key or loc.startswith(key + "."):
+            source = flag
+    if err["type"] == "extra_forbidden":
+        return f"{source}: {loc}: unknown key"
+    if err["type"] == "missing":
+        return f"{source}: {loc}: required key missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+    return f"{source}: {loc or '(top level)'}: {msg}{shown}"
+
+
+def build_config(data: dict[str, Any], source: str, flag_sources: dict[str, str] | None = None) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_format_error(e.errors()[0], source, flag_sources or {})) from None
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    data = read_yaml(path)
+    flags = apply_overrides(data, overrides or [])
+    return build_config(data, str(path), flags)
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

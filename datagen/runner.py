@@ -1,0 +1,118 @@
+"""The Ray runner: the only module that imports Ray.
+
+Ray Data streams one row per shard through one `map` per stage; each stage is a fixed pool
+of long-lived actors (ActorPoolStrategy) that load their backend once, read their input
+shard from the run directory, commit their output shard there, and pass a small descriptor
+on. Shards flow through the stages as they finish, so one shard can be in repose while the
+next is in segment; Ray Data bounds what is in flight. Data never crosses the object store:
+it lives in the run directory, which on a cluster is storage every node sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from datagen.config import RunConfig
+from datagen.paths import RunPaths
+from datagen.plan import ShardJob
+from datagen.pools import PoolPlan, plan_pools
+from datagen.shard_task import Outcome
+
+
+class _StageWorker:
+    """A Ray Data actor: one stage, its backend loaded once, run over shard descriptors."""
+
+    def __init__(self, stage: str, cfg_json: str, run_dir: str) -> None:
+        from pathlib import Path
+
+        from datagen.config import RunConfig
+        from datagen.logs import setup_worker_logging
+        from datagen.shard_task import ShardStageRunner
+
+        setup_worker_logging(Path(run_dir) / "logs", stage)
+        self.stage = stage
+        self.runner = ShardStageRunner(stage, RunConfig.model_validate_json(cfg_json), run_dir)
+        self.runner.setup()
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        job = ShardJob.from_json(row["job"])
+        outcomes = json.loads(row["outcomes"])
+        upstream_ok = all(o["status"] == "done" for o in outcomes)
+        if self.stage in job.run and upstream_ok:
+            outcomes.append(self.runner.run(job.shard, job.fingerprints).to_dict())
+        return {"job": row["job"], "outcomes": json.dumps(outcomes)}
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    common: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        # Joining a cluster: its token comes from the environment (RAY_AUTH_TOKEN) or ~/.ray,
+        # as Ray's token authentication expects; datagen never turns it off.
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, **common)
+
+
+def cluster_resources() -> tuple[float, float]:
+    import ray
+
+    res = ray.cluster_resources()
+    return float(res.get("CPU", 0)), float(res.get("GPU", 0))
+
+
+def plan_ray_pools(cfg: RunConfig, stages: list[str], workers: int | None) -> PoolPlan:
+    cpus, gpus = cluster_resources()
+    return plan_pools(cfg, stages, workers, cpus, gpus)
+
+
+def run_on_ray(
+    cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], pool_plan: PoolPlan, on_outcome: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # datagen reports per-stage progress itself
+    ctx.execution_options.preserve_order = False
+    if hasattr(ctx, "print_on_execution_start"):
+        ctx.print_on_execution_start = False
+    if hasattr(ctx, "execution_no_progress_timeout_s"):
+        # Model loads can take many minutes: Ray Data's default stall timeout would kill them.
+        ctx.execution_no_progress_timeout_s = cfg.ray.no_progress_timeout_s
+
+    items = [{"job": job.to_json(), "outcomes": "[]"} for job in jobs if job.run]
+    if not items:
+        return []
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    cfg_json = cfg.model_dump_json()
+    for pool in pool_plan.pools:
+        ds = ds.map(
+            _StageWorker,
+            fn_constructor_kwargs={"stage": pool.stage, "cfg_json": cfg_json, "run_dir": str(paths.root)},
+            compute=ActorPoolStrategy(size=pool.workers),
+            num_cpus=pool.cpus,
+            num_gpus=pool.gpus or None,
+        )
+    outcomes: list[Outcome] = []
+    for row in ds.iter_rows():
+        for o in json.loads(row["outcomes"]):
+            outcome = Outcome(**o)
+            outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+    return outcomes
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,186 @@
+"""Run one stage over one shard and commit its output: the unit of work of every runner.
+
+Plain Python, used by the Ray runner's actors and by the one-process local runner alike.
+A sample that raises becomes a rejection `error:<stage>:<Type>` with its traceback in the
+log; a shard where too many samples raise, or whose input cannot be read, fails loudly.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datagen.codec import encode_json
+from datagen.config import RunConfig
+from datagen.final_writer import final_members
+from datagen.paths import RunPaths
+from datagen.plan import read_marker
+from datagen.sample import Rejected, Sample, read_stage_samples, write_members
+from datagen.seeds import sample_seed
+from datagen.shards import commit_bytes, commit_tar
+from datagen.stages import build_stage
+
+log = logging.getLogger("datagen.shard")
+
+
+class StageShardFailed(Exception):
+    """A (stage, shard) that cannot complete: the run marks it failed and goes on."""
+
+
+@dataclass
+class Outcome:
+    stage: str
+    shard: int
+    status: str  # "done" or "failed"
+    samples_in: int = 0
+    samples_out: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class ShardStageRunner:
+    """Holds one stage (its model loaded once) and runs it over shards."""
+
+    def __init__(self, stage_name: str, cfg: RunConfig, run_dir: str) -> None:
+        self.cfg = cfg
+        self.paths = RunPaths(Path(run_dir))
+        self.stage = build_stage(stage_name, cfg)
+        self.order = cfg.stages.order
+        self.is_final = stage_name == self.order[-1]
+        self._ready = False
+
+    def setup(self) -> None:
+        if not self._ready:
+            self.stage.setup()
+            self._ready = True
+
+    # --- one (stage, shard) -------------------------------------------------------------
+
+    def run(self, shard: int, fingerprints: dict[str, str]) -> Outcome:
+        """Process and commit, retrying; never raises for a failing shard."""
+        self.setup()
+        name = self.stage.name
+        attempts = self.stage.cfg.exec.retries + 1
+        error = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._run_once(shard, fingerprints)
+            except Exception as e:  # noqa: BLE001 - a failing shard must not stop the run
+                error = f"{e.__class__.__name__}: {e}"
+                log.error("%s shard %d attempt %d/%d failed:\n%s", name, shard, attempt, attempts, traceback.format_exc())
+        marker = {"stage": name, "shard": shard, "fingerprint": fingerprints[name], "error": error, "attempts": attempts}
+        commit_bytes(self.paths.failed_marker(name, shard), encode_json(marker))
+        return Outcome(name, shard, "failed", error=error)
+
+    def _run_once(self, shard: int, fingerprints: dict[str, str]) -> Outcome:
+        name = self.stage.name
+        start = time.perf_counter()
+        samples, input_sha = self._read_input(shard, fingerprints)
+        results = self._process_all(samples)
+        kept = [r for r in results if isinstance(r, Sample)]
+        rejected = [r for r in results if isinstance(r, Rejected)]
+        errors = sum(r.reason.startswith("error:") for r in rejected)
+        if samples and errors / len(samples) > self.stage.cfg.exec.max_error_share:
+            raise StageShardFailed(
+                f"{errors} of {len(samples)} samples raised (more than exec.max_error_share="
+                f"{self.stage.cfg.exec.max_error_share}); see the run log for tracebacks"
+            )
+        model = self.stage.model_name()
+        for s in kept:
+            s.meta.setdefault("generation", {}).setdefault("models", {})[name] = model
+        marker: dict[str, Any] = {
+            "stage": name,
+            "shard": shard,
+            "fingerprint": fingerprints[name],
+            "input_sha256": input_sha,
+            "samples_in": len(samples),
+            "samples_out": len(kept),
+            "rejected": dict(sorted(Counter(r.reason for r in rejected).items())),
+            "rejected_keys": [[r.key, r.reason] for r in sorted(rejected, key=lambda r: r.key)],
+            "rejected_subjects": dict(sorted(Counter(_subject_rejects(samples, name)).items())),
+        }
+        if self.is_final:
+            sha, size = commit_tar(self.paths.final_tar(shard), [m for s in kept for m in final_members(s, self.cfg)])
+        else:
+            sha, size = commit_tar(self.paths.stage_tar(name, shard), write_members(kept))
+        marker.update(sha256=sha, size=size, wall_s=round(time.perf_counter() - start, 4))
+        if self.is_final:
+            marker = self._final_stats(shard, marker, kept)
+        # The marker goes last: a shard without one is not done (FORMAT.md).
+        commit_bytes(self.paths.output_marker(name, shard, self.order[-1]), encode_json(marker))
+        return Outcome(name, shard, "done", samples_in=len(samples), samples_out=len(kept))
+
+    def _read_input(self, shard: int, fingerprints: dict[str, str]) -> tuple[list[Sample], str | None]:
+        pos = self.order.index(self.stage.name)
+        if pos == 0:
+            run = self.cfg.run
+            return [
+                Sample(index=i, shard=shard, seed=sample_seed(run.seed, i)) for i in self.cfg.shard_indices(shard)
+            ], None
+        prev = self.order[pos - 1]
+        marker = read_marker(self.paths.stage_done(prev, shard))
+        if marker is None or marker.get("fingerprint") != fingerprints[prev]:
+            raise StageShardFailed(f"input of {self.stage.name}: {prev} is not committed for shard {shard}")
+        tars = [self.paths.stage_tar(stage, shard) for stage in self.order[:pos]]
+        return read_stage_samples(tars, shard), marker["sha256"]
+
+    def _process_all(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        size = self.stage.cfg.exec.batch_size
+        out: list[Sample | Rejected] = []
+        for i in range(0, len(samples), size):
+            out.extend(self._process(samples[i : i + size]))
+        return out
+
+    def _process(self, batch: list[Sample]) -> list[Sample | Rejected]:
+        """A batch that raises is retried sample by sample, from a clean copy, to isolate the culprit."""
+        saved = [(copy.deepcopy(s.meta), dict(s.arrays), set(s.changed)) for s in batch]
+        try:
+            results = self.stage.process_batch(batch)
+            if len(results) != len(batch):
+                raise RuntimeError(f"{self.stage.name} returned {len(results)} results for {len(batch)} samples")
+            return results
+        except Exception as e:  # noqa: BLE001 - a bad sample becomes a rejection, not a crash
+            for s, (meta, arrays, changed) in zip(batch, saved, strict=True):
+                s.meta, s.arrays, s.changed = meta, arrays, changed
+            if len(batch) > 1:
+                return [r for s in batch for r in self._process([s])]
+            log.error("%s: sample %s raised:\n%s", self.stage.name, batch[0].key, traceback.format_exc())
+            return [Rejected(batch[0].key, self.stage.name, f"error:{self.stage.name}:{e.__class__.__name__}")]
+
+    def _final_stats(self, shard: int, marker: dict[str, Any], kept: list[Sample]) -> dict[str, Any]:
+        """The final shard's stats: this stage's marker plus every earlier stage's counts."""
+        rejected: dict[str, dict[str, int]] = {}
+        rejected_subjects: dict[str, dict[str, int]] = {}
+        wall: dict[str, float] = {}
+        samples_in = marker["samples_in"]
+        for stage in self.order:
+            m = marker if stage == self.stage.name else read_marker(self.paths.stage_done(stage, shard)) or {}
+            rejected[stage] = m.get("rejected", {})
+            rejected_subjects[stage] = m.get("rejected_subjects", {})
+            wall[stage] = m.get("wall_s", 0.0)
+            if stage == self.order[0]:
+                samples_in = m.get("samples_in", samples_in)
+        histogram = Counter(len(s.subjects) for s in kept)
+        return {
+            **{k: marker[k] for k in ("stage", "shard", "fingerprint", "input_sha256", "sha256", "size")},
+            "samples_in": samples_in,
+            "samples_written": len(kept),
+            "samples_rejected": sum(sum(v.values()) for v in rejected.values()),
+            "rejected": rejected,
+            "rejected_subjects": rejected_subjects,
+            "subjects_histogram": {str(k): histogram[k] for k in sorted(histogram)},
+            "wall_time_s": wall,
+            "rejected_keys": marker["rejected_keys"],
+        }
+
+
+def _subject_rejects(samples: list[Sample], stage: str) -> list[str]:
+    return [r["reason"] for s in samples for r in s.meta.get("rejected_subjects", []) if r["stage"] == stage]

@@ -1,0 +1,115 @@
+"""Shard files: deterministic tar writing, atomic commits, and safe reading.
+
+A file appears under its final name only when complete: written to a temporary name beside
+it, fsynced, then renamed (os.replace is atomic on POSIX). A retried or duplicated task that
+commits the same shard twice writes the same bytes, so a double commit is harmless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from datagen.errors import ShardReadError
+from datagen.schema import MEMBER_RE
+
+TMP_MARK = ".tmp-"
+
+
+def tmp_path_for(path: Path) -> Path:
+    # Unique per writer, hidden, and recognisable so a restart can sweep leftovers.
+    return path.with_name(f".{path.name}{TMP_MARK}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A POSIX tar whose bytes depend only on the member names and contents."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.type = tarfile.REGTYPE
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def commit_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> tuple[str, int]:
+    """Write a shard atomically. Returns (sha256, size) for its completion marker."""
+    data = tar_bytes(members)
+    commit_bytes(path, data)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
+    """Read a shard into {key: {field: bytes}}, checking every member name and type."""
+    samples: dict[str, dict[str, bytes]] = {}
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for info in tar:
+                m = MEMBER_RE.match(info.name)
+                if not info.isreg() or m is None:
+                    raise ShardReadError(f"{path}: unsafe or unexpected member {info.name!r}")
+                key, field = m.groups()
+                f = tar.extractfile(info)
+                assert f is not None
+                data = f.read()
+                if len(data) != info.size:
+                    raise ShardReadError(f"{path}: member {info.name} is truncated")
+                if field in samples.setdefault(key, {}):
+                    raise ShardReadError(f"{path}: member {info.name} appears twice")
+                samples[key][field] = data
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ShardReadError(f"{path}: unreadable shard ({e.__class__.__name__}: {e})") from None
+    return samples
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sweep_temp_files(root: Path) -> int:
+    """Remove leftovers of interrupted commits. Call only while no writer is running."""
+    removed = 0
+    for p in root.rglob(f".*{TMP_MARK}*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,36 @@
+"""The recipe's stages, one module each. Plain Python: the runner maps them onto Ray."""
+
+from __future__ import annotations
+
+from datagen.config import RunConfig
+from datagen.errors import UserError
+from datagen.stage import Stage, check_backend
+from datagen.stages.boxes import BoxesStage
+from datagen.stages.depth import DepthStage
+from datagen.stages.filter import FilterStage
+from datagen.stages.prompts import PromptsStage
+from datagen.stages.repose import ReposeStage
+from datagen.stages.segment import SegmentStage
+from datagen.stages.t2i import T2IStage
+
+STAGES: dict[str, type[Stage]] = {
+    cls.name: cls
+    for cls in (PromptsStage, T2IStage, SegmentStage, DepthStage, BoxesStage, ReposeStage, FilterStage)
+}
+
+
+def validate_pipeline(cfg: RunConfig) -> None:
+    """Check the stage order and backends before any worker starts."""
+    order = cfg.stages.order
+    for pos, name in enumerate(order):
+        for needed in STAGES[name].requires:
+            if order.index(needed) > pos:
+                raise UserError(f"stages.order: {name} needs {needed} before it")
+    if order[-1] != "filter":
+        raise UserError("stages.order: filter must be the last stage (it writes the final shards)")
+    for name in order:
+        check_backend(STAGES[name], cfg)
+
+
+def build_stage(name: str, cfg: RunConfig) -> Stage:
+    return STAGES[name](cfg)

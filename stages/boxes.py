@@ -1,0 +1,38 @@
+"""boxes: an oriented 3D box per subject, fitted with Open3D on its depth points.
+
+The same algorithm for every backend (datagen.box_fit): unproject the mask's pixels with the
+depth and intrinsics, drop mask-edge pixels and outliers, fit. A degenerate subject (too few
+points, flat, no valid depth) is dropped with its reason; it never fails the sample.
+"""
+
+from __future__ import annotations
+
+from datagen.box_fit import fit_subject_box
+from datagen.filters import subject_count_reason
+from datagen.sample import Rejected, Sample
+from datagen.stage import Stage
+
+
+class BoxesStage(Stage):
+    name = "boxes"
+    requires = ("segment", "depth")
+    reads = ("filters",)
+    backends = ("open3d",)
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return [self._one(s) for s in samples]
+
+    def _one(self, s: Sample) -> Sample | Rejected:
+        depth = s.array("depth", self.name)
+        masks = s.array("masks", self.name)
+        reasons: dict[int, str] = {}
+        for i, subj in enumerate(s.subjects):
+            fit = fit_subject_box(depth, masks[i], s.meta["camera"], self.cfg.fit)
+            subj["boxes"] = {"num_points": fit.num_points}
+            if fit.box is None:
+                reasons[i] = f"box3d_{fit.reason}"
+            else:
+                subj["box_3d"] = fit.box
+        s.drop_subjects(reasons, self.name)
+        reason = subject_count_reason(len(s.subjects), self.run_cfg.filters)
+        return self.reject(s, reason) if reason else s
