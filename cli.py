@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -85,6 +87,21 @@ def status(
 
 
 @app.command()
+def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Check RUN/final against the sigma-set/1 format's invariants; non-zero exit if broken."""
+    from datagen.run import load_run_config
+    from datagen.validate import validate_run
+
+    cfg = load_run_config(run_dir)
+    count, errors = validate_run(run_dir, cfg)
+    for line in errors[:50]:
+        typer.echo(line, err=True)
+    typer.echo(f"{count} samples checked, {len(errors)} problems")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
 def version() -> None:
     """Print datagen's version."""
     from datagen import __version__
@@ -97,6 +114,13 @@ def main() -> None:
         app(standalone_mode=True)
     except UserError as e:
         print(f"datagen: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        # The machine, not datagen, said no (full disk, read-only or unwritable storage).
+        if e.errno not in (errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EDQUOT, errno.EPERM):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"datagen: error: {where}cannot write ({os.strerror(e.errno)})", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("datagen: interrupted; run the same command again to resume", file=sys.stderr)

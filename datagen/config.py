@@ -221,11 +221,11 @@ def resolve_config_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
-    if p.exists():
-        raise UserError(f"{name_or_path}: not a file")
     bundled = bundled_config_dir() / f"{p.stem if p.suffix in ('.yaml', '.yml') else p.name}.yaml"
     if p.parent == Path(".") and bundled.is_file():
         return bundled
+    if p.exists():
+        raise UserError(f"{name_or_path}: not a file")
     raise UserError(f"{name_or_path}: config file not found")
 
 

@@ -36,7 +36,7 @@ def final_meta(s: Sample, cfg: RunConfig) -> dict[str, Any]:
         "subjects": subjects,
         "camera": s.meta["camera"],
         "depth": s.meta["depth"],
-        "generation": {"seed": s.seed, "models": s.meta["generation"]["models"]},
+        "generation": {"seed": s.seed, "models": s.meta.get("generation", {}).get("models", {})},
         "provenance": {"run_id": run_id(cfg), "config_sha256": cfg.config_sha256(), "datagen_version": __version__},
         "filter": {
             "requested_subjects": s.meta.get("requested_subjects", len(subjects)),

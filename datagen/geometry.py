@@ -8,7 +8,6 @@ A box dict holds centre, extent, rotation (columns are the box axes) and 8 corne
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 # Corner sign pattern: bottom face (z-) counter-clockwise, then top face (z+).
 CORNER_SIGNS = np.array(
@@ -110,13 +109,25 @@ def mask_box_2d(mask: np.ndarray) -> list[int] | None:
 def erode_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     """Binary erosion with a (2p+1)^2 square; pixels outside the image count as False."""
     mask = np.asarray(mask, dtype=bool)
-    if pixels <= 0 or mask.size == 0:
+    out = np.zeros_like(mask)
+    box = mask_box_2d(mask)
+    if pixels <= 0 or box is None:
         return mask.copy()
     p = int(pixels)
-    # Pad with False so the image border erodes like any other edge.
-    padded = np.pad(mask, p, constant_values=False).astype(np.uint8) * 255
-    img = Image.fromarray(padded).filter(ImageFilter.MinFilter(2 * p + 1))
-    return (np.asarray(img) > 0)[p:-p, p:-p].copy()
+    x0, y0, x1, y1 = box
+    # Work on the mask's box only (padded with False so borders erode like any other edge):
+    # a subject covers a few percent of the image, so this is much cheaper than the full frame.
+    crop = np.pad(mask[y0:y1, x0:x1], p, constant_values=False)
+    h, w = y1 - y0, x1 - x0
+    # The square is separable: AND over the row shifts, then over the column shifts.
+    rows = np.ones((h + 2 * p, w), dtype=bool)
+    for dx in range(2 * p + 1):
+        rows &= crop[:, dx : dx + w]
+    eroded = np.ones((h, w), dtype=bool)
+    for dy in range(2 * p + 1):
+        eroded &= rows[dy : dy + h]
+    out[y0:y1, x0:x1] = eroded
+    return out
 
 
 def points_in_box(points: np.ndarray, box: dict, tol: float = 0.0) -> np.ndarray:

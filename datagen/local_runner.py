@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from datagen.config import RunConfig
+from datagen.logs import setup_worker_logging
 from datagen.paths import RunPaths
 from datagen.plan import ShardJob
 from datagen.shard_task import Outcome, ShardStageRunner
@@ -13,6 +14,7 @@ from datagen.shard_task import Outcome, ShardStageRunner
 def run_local(
     cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], on_outcome: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
+    setup_worker_logging(paths.logs_dir, "local")
     runners: dict[str, ShardStageRunner] = {}
     outcomes: list[Outcome] = []
     for job in jobs:

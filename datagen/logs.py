@@ -11,13 +11,20 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_worker_logging(log_dir: Path, stage: str) -> Path:
-    log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / f"{stage}-{socket.gethostname()}-{os.getpid()}.log"
-    logger = logging.getLogger("datagen")
-    if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in logger.handlers):
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter(_FORMAT))
-        logger.addHandler(handler)
+    except OSError:
+        handler = logging.NullHandler()  # no room for logs: the markers still say what failed
+    logger = logging.getLogger("datagen")
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+        old.close()
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # A full disk must not turn every log call into a traceback on stderr.
+    logging.raiseExceptions = False
     return path

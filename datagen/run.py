@@ -72,10 +72,14 @@ def resolve_config(req: RunRequest) -> tuple[RunConfig, Path]:
     if req.seed is not None and req.seed < 0:
         raise UserError(f"--seed: must be >= 0 (got {req.seed})")
     out = Path(req.out) if req.out else None
-    if req.config is None and out is not None and (out / "run.yaml").is_file():
-        source = out / "run.yaml"
+    if req.config is None:
+        # No --config: resume the run as it was configured, or start the demo.
+        default = resolve_config_path(DEFAULT_CONFIG)
+        if out is None:
+            out = Path.cwd() / load_config(default).run.name
+        source = out / "run.yaml" if (out / "run.yaml").is_file() else default
     else:
-        source = resolve_config_path(req.config or DEFAULT_CONFIG)
+        source = resolve_config_path(req.config)
     overrides = list(req.overrides)
     if req.num_samples is not None:
         overrides.append(f"run.num_samples={req.num_samples}")
@@ -186,6 +190,10 @@ def _report(cfg: RunConfig, paths: RunPaths, outcomes: list[Outcome], jobs: list
         say(f"FAILED {o.stage} shard {o.shard}: {o.error}")
     kept, done = final_kept(cfg, paths)
     say(f"final: {done}/{cfg.num_shards} shards, {kept} samples kept in {paths.final_dir}")
+    if any("No space left on device" in (o.error or "") for o in failed):
+        say(f"datagen: error: {paths.root}: disk full; free some space and run the same command to resume")
+    elif failed:
+        say(f"{len(failed)} (stage, shard) failed; see `datagen status {paths.root}` and {paths.logs_dir}")
     return RunReport(paths, outcomes, jobs, kept, failed, blocked)
 
 

@@ -77,7 +77,10 @@ class ShardStageRunner:
                 error = f"{e.__class__.__name__}: {e}"
                 log.error("%s shard %d attempt %d/%d failed:\n%s", name, shard, attempt, attempts, traceback.format_exc())
         marker = {"stage": name, "shard": shard, "fingerprint": fingerprints[name], "error": error, "attempts": attempts}
-        commit_bytes(self.paths.failed_marker(name, shard), encode_json(marker))
+        try:
+            commit_bytes(self.paths.failed_marker(name, shard), encode_json(marker))
+        except OSError:  # a full disk can refuse the marker too; the outcome still reports it
+            log.exception("%s shard %d: could not write the failure marker", name, shard)
         return Outcome(name, shard, "failed", error=error)
 
     def _run_once(self, shard: int, fingerprints: dict[str, str]) -> Outcome:

@@ -18,6 +18,7 @@ from . import camera as cam_geom
 from .meshes import BOX_SIGNS, local_box, subject_pose, subject_scale, world_arrays
 from .scene import WorldConfig
 from .shading import ground_pattern, secondary_colour, subject_pattern
+from .vocab import COLOURS
 
 _MISS = np.uint32(0xFFFFFFFF)  # RaycastingScene.INVALID_ID
 _GROUND_HALF = 300.0  # metres; beyond this rays see the sky, hidden by the fog anyway
@@ -53,7 +54,6 @@ def _pixel_rays(width: int, height: int, intr: dict, pose: np.ndarray) -> tuple[
     dirs, norms = _camera_directions(width, height, intr["fx"], intr["fy"], intr["cx"], intr["cy"])
     rays = np.empty((height * width, 6), dtype=np.float32)
     rays[:, :3] = pose[:3, 3]
-    np.matmul(dirs, pose[:3, :3].T, out=rays[:, 3:], casting="same_kind") if False else None
     rays[:, 3:] = dirs @ pose[:3, :3].T
     return rays, norms
 
@@ -69,7 +69,7 @@ def _subject_albedo(subject: dict, points: np.ndarray) -> np.ndarray:
     rot, pos = subject_pose(subject)
     unit = ((points - pos) @ rot) / subject_scale(subject)
     weight = subject_pattern(subject["texture"], unit)[:, None]
-    base = np.asarray(subject["rgb"], dtype=np.float64)
+    base = np.asarray(subject.get("rgb") or COLOURS[subject["colour"]], dtype=np.float64)
     return base * (1 - weight) + secondary_colour(base) * weight
 
 
@@ -115,8 +115,10 @@ def _render(
     if background is not None:
         factor = ground_pattern(background["ground_texture"], points[:, :2]).astype(np.float32)
         albedo[:] = np.asarray(background["ground_colour"], np.float32) * factor[:, None]
+    on_subject = np.flatnonzero(instance)  # scan the full image once, then only subject pixels
+    inst_sub = instance[on_subject]
     for i, subject in enumerate(subjects):
-        sel = np.flatnonzero(instance == i + 1)
+        sel = on_subject[inst_sub == i + 1]
         if len(sel):
             albedo[sel] = _subject_albedo(subject, points[sel].astype(np.float64))
 

@@ -56,6 +56,8 @@ class WorldConfig(BaseModel):
             lo, hi = getattr(self, name)
             if not (0 < lo <= hi):
                 raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+        if not all(0 <= c <= 255 for c in self.identity_background):
+            raise ValueError(f"identity_background must be RGB in 0..255, got {self.identity_background}")
         if self.fov_deg[1] >= 170 or self.elevation_deg[1] >= 89:
             raise ValueError("fov_deg must stay below 170 and elevation_deg below 89")
         return self

@@ -9,14 +9,14 @@ import numpy as np
 
 
 def _hash(*cells: np.ndarray) -> np.ndarray:
-    """Deterministic per-cell value in [0, 1) from integer cell coordinates."""
-    h = np.zeros(np.shape(cells[0]), dtype=np.uint64)
+    """Deterministic per-cell value in [0, 1) from integer cell coordinates (uint32 arithmetic wraps)."""
+    h = np.full(np.shape(cells[0]), 0x811C9DC5, dtype=np.uint32)
     for k, c in zip((0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D), cells):
-        h ^= c.astype(np.int64).astype(np.uint64) * np.uint64(k)
-        h ^= h >> np.uint64(15)
-        h *= np.uint64(0x2C1B3C6D)
-        h ^= h >> np.uint64(12)
-    return (h & np.uint64(0xFFFF)).astype(np.float32) / np.float32(65536.0)
+        h ^= np.asarray(c).astype(np.int64).astype(np.uint32) * np.uint32(k)
+        h ^= h >> np.uint32(15)
+        h *= np.uint32(0x2C1B3C6D)
+        h ^= h >> np.uint32(12)
+    return (h >> np.uint32(16)).astype(np.float32) * np.float32(1.0 / 65536.0)
 
 
 def secondary_colour(rgb: np.ndarray) -> np.ndarray:
