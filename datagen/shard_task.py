@@ -85,7 +85,7 @@ class ShardStageRunner:
 
     def _run_once(self, shard: int, fingerprints: dict[str, str]) -> Outcome:
         name = self.stage.name
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         samples, input_sha = self._read_input(shard, fingerprints)
         results = self._process_all(samples)
         kept = [r for r in results if isinstance(r, Sample)]
@@ -114,7 +114,12 @@ class ShardStageRunner:
             sha, size = commit_tar(self.paths.final_tar(shard), [m for s in kept for m in final_members(s, self.cfg)])
         else:
             sha, size = commit_tar(self.paths.stage_tar(name, shard), write_members(kept))
-        marker.update(sha256=sha, size=size, wall_s=round(time.perf_counter() - start, 4))
+        marker.update(
+            sha256=sha,
+            size=size,
+            wall_s=round(time.perf_counter() - start, 4),
+            cpu_s=round(time.process_time() - cpu_start, 4),  # all threads of this worker
+        )
         if self.is_final:
             marker = self._final_stats(shard, marker, kept)
         # The marker goes last: a shard without one is not done (FORMAT.md).
@@ -163,12 +168,14 @@ class ShardStageRunner:
         rejected: dict[str, dict[str, int]] = {}
         rejected_subjects: dict[str, dict[str, int]] = {}
         wall: dict[str, float] = {}
+        cpu: dict[str, float] = {}
         samples_in = marker["samples_in"]
         for stage in self.order:
             m = marker if stage == self.stage.name else read_marker(self.paths.stage_done(stage, shard)) or {}
             rejected[stage] = m.get("rejected", {})
             rejected_subjects[stage] = m.get("rejected_subjects", {})
             wall[stage] = m.get("wall_s", 0.0)
+            cpu[stage] = m.get("cpu_s", 0.0)
             if stage == self.order[0]:
                 samples_in = m.get("samples_in", samples_in)
         histogram = Counter(len(s.subjects) for s in kept)
@@ -181,6 +188,7 @@ class ShardStageRunner:
             "rejected_subjects": rejected_subjects,
             "subjects_histogram": {str(k): histogram[k] for k in sorted(histogram)},
             "wall_time_s": wall,
+            "cpu_time_s": cpu,
             "rejected_keys": marker["rejected_keys"],
         }
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _one_line_error(r, *needles):

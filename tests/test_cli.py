@@ -8,7 +8,7 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from conftest import final_bytes, run_cli
+from helpers import final_bytes, run_cli
 from datagen.config import load_config
 from datagen.validate import validate_run
 
