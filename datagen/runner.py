@@ -24,18 +24,26 @@ from datagen.shard_task import Outcome
 
 
 class _StageWorker:
-    """A Ray Data actor: one stage, its backend loaded once, run over shard descriptors."""
+    """A Ray Data actor: one stage, its backend loaded once, run over shard descriptors.
 
-    def __init__(self, stage: str, cfg_json: str, run_dir: str) -> None:
+    Each stage gets a subclass carrying its settings as class attributes (see `worker_class`):
+    no constructor arguments, so nothing has to outlive the driver in the object store for a
+    restarted actor, and the Ray dashboard names the actor after its stage.
+    """
+
+    stage: str
+    cfg_json: str
+    run_dir: str
+
+    def __init__(self) -> None:
         from pathlib import Path
 
         from datagen.config import RunConfig
         from datagen.logs import setup_worker_logging
         from datagen.shard_task import ShardStageRunner
 
-        setup_worker_logging(Path(run_dir) / "logs", stage)
-        self.stage = stage
-        self.runner = ShardStageRunner(stage, RunConfig.model_validate_json(cfg_json), run_dir)
+        setup_worker_logging(Path(self.run_dir) / "logs", self.stage)
+        self.runner = ShardStageRunner(self.stage, RunConfig.model_validate_json(self.cfg_json), self.run_dir)
         self.runner.setup()
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +55,20 @@ class _StageWorker:
         return {"job": row["job"], "outcomes": json.dumps(outcomes)}
 
 
+def worker_class(stage: str, cfg_json: str, run_dir: str) -> type:
+    name = f"{stage.capitalize()}Worker"
+    return type(name, (_StageWorker,), {"stage": stage, "cfg_json": cfg_json, "run_dir": run_dir})
+
+
 def init_ray(address: str | None) -> None:
     import ray
 
     if ray.is_initialized():
         return
-    common: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # Locally Ray's notices are noise; on a cluster its warnings (authentication, nodes) matter.
+    level = logging.WARNING if address else logging.ERROR
+    common: dict[str, Any] = dict(include_dashboard=False, logging_level=level, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(level)
     if address:
         # Joining a cluster: its token comes from the environment (RAY_AUTH_TOKEN) or ~/.ray,
         # as Ray's token authentication expects; datagen never turns it off.
@@ -95,8 +111,7 @@ def run_on_ray(
     cfg_json = cfg.model_dump_json()
     for pool in pool_plan.pools:
         ds = ds.map(
-            _StageWorker,
-            fn_constructor_kwargs={"stage": pool.stage, "cfg_json": cfg_json, "run_dir": str(paths.root)},
+            worker_class(pool.stage, cfg_json, str(paths.root)),
             compute=ActorPoolStrategy(size=pool.workers),
             num_cpus=pool.cpus,
             num_gpus=pool.gpus or None,
