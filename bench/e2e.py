@@ -4,7 +4,9 @@
 
 Reports kept samples per second:
 - `ray_demo`: the demo config as shipped (64 samples), end to end, Ray start-up included;
-- `ray`: the same config with --num-samples N (start-up amortised), through Ray;
+- `ray`: the same config with --num-samples N (start-up amortised), through Ray, with
+  consecutive CPU-only stages fused into one pool (`ray.fuse_cpu_stages`, the default);
+- `ray_per_stage_pools`: the same with one pool per stage (`ray.fuse_cpu_stages=false`);
 - `one_process`: the same N samples with --executor local pinned to one core (taskset);
 - `ray_vs_one_process_per_core` = ray / (one_process * cores Ray used): what orchestration
   costs (1.0 = perfect scaling).
@@ -75,19 +77,27 @@ def main() -> None:
         n = ["--num-samples", str(args.num_samples)]
         ray_demo = timed_run(work / "ray_demo", [])
         ray = timed_run(work / "ray", n)
+        per_stage = timed_run(work / "per_stage", [*n, "--set", "ray.fuse_cpu_stages=false"])
         local = timed_run(work / "local", [*n, "--executor", "local"], pin_one_core=True)
         result = {
             "machine": {"cores": cores},
             "config": "configs/demo.yaml (procedural, 512x512, keep_truth)",
             "ray_demo": ray_demo,
             "ray": ray | {"num_samples": args.num_samples, "cores": cores},
+            "ray_per_stage_pools": per_stage | {"num_samples": args.num_samples, "cores": cores},
             "one_process": local | {"num_samples": args.num_samples, "cores": 1},
             "ray_vs_one_process_per_core": round(ray["kept_per_s"] / (local["kept_per_s"] * cores), 3),
+            "ray_per_stage_pools_vs_one_process_per_core": round(
+                per_stage["kept_per_s"] / (local["kept_per_s"] * cores), 3
+            ),
             "goals": {"kept_per_s": 4.0, "ray_vs_one_process_per_core": 0.8},
             "boxes_vs_truth": boxes_vs_truth(work / "ray"),
         }
-        same = all((work / "ray" / "final" / p.name).read_bytes() == p.read_bytes()
-                   for p in (work / "local" / "final").glob("*.tar"))
+        same = all(
+            (work / run / "final" / p.name).read_bytes() == p.read_bytes()
+            for p in (work / "local" / "final").glob("*.tar")
+            for run in ("ray", "per_stage")
+        )
         result["ray_and_one_process_final_shards_identical"] = same
     finally:
         shutil.rmtree(work, ignore_errors=True)

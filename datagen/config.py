@@ -176,6 +176,12 @@ class OutputConfig(Strict):
 
 class RayConfig(Strict):
     address: str | None = None
+    fuse_cpu_stages: bool = Field(
+        True,
+        description="consecutive CPU-only stages share one pool whose workers run them back to back "
+        "on a shard (one worker per free CPU); false gives every stage its own pool. GPU stages "
+        "always have their own pool.",
+    )
     no_progress_timeout_s: float = Field(-1, description="Ray Data's stall timeout; -1 off (model loads are slow)")
 
 

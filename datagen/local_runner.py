@@ -18,11 +18,13 @@ def run_local(
     runners: dict[str, ShardStageRunner] = {}
     outcomes: list[Outcome] = []
     for job in jobs:
+        handoff = None
         for stage in job.run:
             runner = runners.get(stage)
             if runner is None:
                 runner = runners[stage] = ShardStageRunner(stage, cfg, str(paths.root))
-            outcome = runner.run(job.shard, job.fingerprints)
+            outcome = runner.run(job.shard, job.fingerprints, handoff)
+            handoff = outcome.handoff()
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)

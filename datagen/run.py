@@ -171,7 +171,7 @@ def _dispatch(cfg: RunConfig, paths: RunPaths, todo: list[ShardJob], req: RunReq
         pools = runner.plan_ray_pools(cfg, stages, req.workers)
         if pools.notice:
             say(pools.notice)
-        say("workers: " + ", ".join(f"{p.stage}={p.workers}" for p in pools.pools))
+        say(f"workers: {pools.describe()}")
         return runner.run_on_ray(cfg, paths, todo, pools)
     except OSError as e:
         if e.errno == errno.ENOSPC:

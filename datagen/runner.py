@@ -1,9 +1,9 @@
 """The Ray runner: the only module that imports Ray.
 
-Ray Data streams one row per shard through one `map` per stage; each stage is a fixed pool
-of long-lived actors (ActorPoolStrategy) that load their backend once, read their input
-shard from the run directory, commit their output shard there, and pass a small descriptor
-on. Shards flow through the stages as they finish, so one shard can be in repose while the
+Ray Data streams one row per shard through one `map` per pool; a pool is a fixed set of
+long-lived actors (ActorPoolStrategy) for one stage (or, fused, a run of CPU-only stages)
+that load their backend once, read their input shard from the run directory, commit their
+output shard there, and pass a small descriptor on. Shards flow through the stages as they finish, so one shard can be in repose while the
 next is in segment; Ray Data bounds what is in flight. Data never crosses the object store:
 it lives in the run directory, which on a cluster is storage every node sees.
 """
@@ -23,15 +23,14 @@ from datagen.pools import PoolPlan, plan_pools
 from datagen.shard_task import Outcome
 
 
-class _StageWorker:
-    """A Ray Data actor: one stage, its backend loaded once, run over shard descriptors.
+class _PoolWorker:
+    """A Ray Data actor: a pool's stage(s), each backend loaded once, run over shard rows.
 
-    Each stage gets a subclass carrying its settings as class attributes (see `worker_class`):
-    no constructor arguments, so nothing has to outlive the driver in the object store for a
-    restarted actor, and the Ray dashboard names the actor after its stage.
+    Each pool gets a subclass carrying its settings as class attributes (`worker_class`), so
+    the Ray dashboard names the actor after its stages.
     """
 
-    stage: str
+    stages: tuple[str, ...]
     cfg_json: str
     run_dir: str
 
@@ -42,22 +41,30 @@ class _StageWorker:
         from datagen.logs import setup_worker_logging
         from datagen.shard_task import ShardStageRunner
 
-        setup_worker_logging(Path(self.run_dir) / "logs", self.stage)
-        self.runner = ShardStageRunner(self.stage, RunConfig.model_validate_json(self.cfg_json), self.run_dir)
-        self.runner.setup()
+        setup_worker_logging(Path(self.run_dir) / "logs", "+".join(self.stages))
+        cfg = RunConfig.model_validate_json(self.cfg_json)
+        self.runners = [ShardStageRunner(stage, cfg, self.run_dir) for stage in self.stages]
+        for runner in self.runners:
+            runner.setup()
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         job = ShardJob.from_json(row["job"])
         outcomes = json.loads(row["outcomes"])
-        upstream_ok = all(o["status"] == "done" for o in outcomes)
-        if self.stage in job.run and upstream_ok:
-            outcomes.append(self.runner.run(job.shard, job.fingerprints).to_dict())
+        handoff = None
+        for stage, runner in zip(self.stages, self.runners, strict=True):
+            upstream_ok = all(o["status"] == "done" for o in outcomes)
+            if stage in job.run and upstream_ok:
+                outcome = runner.run(job.shard, job.fingerprints, handoff)
+                handoff = outcome.handoff()  # the next stage starts from memory, not disk
+                outcomes.append(outcome.to_dict())
+            else:
+                handoff = None
         return {"job": row["job"], "outcomes": json.dumps(outcomes)}
 
 
-def worker_class(stage: str, cfg_json: str, run_dir: str) -> type:
-    name = f"{stage.capitalize()}Worker"
-    return type(name, (_StageWorker,), {"stage": stage, "cfg_json": cfg_json, "run_dir": run_dir})
+def worker_class(stages: tuple[str, ...], cfg_json: str, run_dir: str) -> type:
+    name = "".join(s.capitalize() for s in stages) + "Worker"
+    return type(name, (_PoolWorker,), {"stages": stages, "cfg_json": cfg_json, "run_dir": run_dir})
 
 
 def init_ray(address: str | None) -> None:
@@ -68,7 +75,6 @@ def init_ray(address: str | None) -> None:
     # Locally Ray's notices are noise; on a cluster its warnings (authentication, nodes) matter.
     level = logging.WARNING if address else logging.ERROR
     common: dict[str, Any] = dict(include_dashboard=False, logging_level=level, log_to_driver=False)
-    logging.getLogger("ray.data").setLevel(level)
     if address:
         # Joining a cluster: its token comes from the environment (RAY_AUTH_TOKEN) or ~/.ray,
         # as Ray's token authentication expects; datagen never turns it off.
@@ -95,6 +101,8 @@ def run_on_ray(
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
+    # Ray Data configures its loggers on import; quieten its notices for local runs after that.
+    logging.getLogger("ray.data").setLevel(logging.WARNING if cfg.ray.address else logging.ERROR)
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # datagen reports per-stage progress itself
     ctx.execution_options.preserve_order = False
@@ -111,7 +119,7 @@ def run_on_ray(
     cfg_json = cfg.model_dump_json()
     for pool in pool_plan.pools:
         ds = ds.map(
-            worker_class(pool.stage, cfg_json, str(paths.root)),
+            worker_class(pool.stages, cfg_json, str(paths.root)),
             compute=ActorPoolStrategy(size=pool.workers),
             num_cpus=pool.cpus,
             num_gpus=pool.gpus or None,

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +41,26 @@ class Outcome:
     samples_in: int = 0
     samples_out: int = 0
     error: str | None = None
+    sha256: str | None = None  # of the committed output
+    # The kept samples, in memory, for the next stage when one worker runs both (never sent
+    # over Ray: see to_dict).
+    samples: list[Sample] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        return {k: v for k, v in self.__dict__.items() if k != "samples"}
+
+    def handoff(self) -> Handoff | None:
+        """What the next stage can start from without reading the shard back."""
+        if self.status != "done" or self.samples is None or self.sha256 is None:
+            return None
+        return Handoff(self.stage, self.samples, self.sha256)
+
+
+@dataclass
+class Handoff:
+    stage: str  # the stage that made these samples (and committed them with this sha256)
+    samples: list[Sample]
+    sha256: str
 
 
 class ShardStageRunner:
@@ -64,15 +81,22 @@ class ShardStageRunner:
 
     # --- one (stage, shard) -------------------------------------------------------------
 
-    def run(self, shard: int, fingerprints: dict[str, str]) -> Outcome:
-        """Process and commit, retrying; never raises for a failing shard."""
+    def run(self, shard: int, fingerprints: dict[str, str], given: Handoff | None = None) -> Outcome:
+        """Process and commit, retrying; never raises for a failing shard.
+
+        `given`: the previous stage's kept samples and committed sha256, when this worker just
+        made them; they spare reading and decoding the shard again. A retry reads from disk.
+        """
         self.setup()
         name = self.stage.name
+        pos = self.order.index(name)
+        if given is not None and (pos == 0 or given.stage != self.order[pos - 1]):
+            given = None  # only the stage right before this one makes its input
         attempts = self.stage.cfg.exec.retries + 1
         error = ""
         for attempt in range(1, attempts + 1):
             try:
-                return self._run_once(shard, fingerprints)
+                return self._run_once(shard, fingerprints, given if attempt == 1 else None)
             except Exception as e:  # noqa: BLE001 - a failing shard must not stop the run
                 error = f"{e.__class__.__name__}: {e}"
                 log.error("%s shard %d attempt %d/%d failed:\n%s", name, shard, attempt, attempts, traceback.format_exc())
@@ -83,10 +107,15 @@ class ShardStageRunner:
             log.exception("%s shard %d: could not write the failure marker", name, shard)
         return Outcome(name, shard, "failed", error=error)
 
-    def _run_once(self, shard: int, fingerprints: dict[str, str]) -> Outcome:
+    def _run_once(self, shard: int, fingerprints: dict[str, str], given: Handoff | None) -> Outcome:
         name = self.stage.name
         start, cpu_start = time.perf_counter(), time.process_time()
-        samples, input_sha = self._read_input(shard, fingerprints)
+        if given is not None:
+            samples, input_sha = given.samples, given.sha256
+            for s in samples:
+                s.changed.clear()  # committed by the previous stage already
+        else:
+            samples, input_sha = self._read_input(shard, fingerprints)
         results = self._process_all(samples)
         kept = [r for r in results if isinstance(r, Sample)]
         rejected = [r for r in results if isinstance(r, Rejected)]
@@ -124,7 +153,7 @@ class ShardStageRunner:
             marker = self._final_stats(shard, marker, kept)
         # The marker goes last: a shard without one is not done (FORMAT.md).
         commit_bytes(self.paths.output_marker(name, shard, self.order[-1]), encode_json(marker))
-        return Outcome(name, shard, "done", samples_in=len(samples), samples_out=len(kept))
+        return Outcome(name, shard, "done", len(samples), len(kept), sha256=sha, samples=None if self.is_final else kept)
 
     def _read_input(self, shard: int, fingerprints: dict[str, str]) -> tuple[list[Sample], str | None]:
         pos = self.order.index(self.stage.name)

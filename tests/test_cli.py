@@ -56,11 +56,17 @@ def test_run_builds_a_valid_dataset_and_resumes(small_config_file, tmp_path):
     again = run_cli("run", "--config", str(small_config_file), "--out", str(run))
     assert again.returncode == 0 and "nothing to do" in again.stderr
 
-    # Determinism: one process without Ray gives the same bytes as the Ray workers.
+    # Determinism: one process without Ray, and Ray with one pool per stage (7 workers
+    # instead of 2), give the same bytes as the fused Ray run.
     local = tmp_path / "LOCAL"
     r = run_cli("run", "--config", str(small_config_file), "--out", str(local), "--executor", "local")
     assert r.returncode == 0, r.stderr
     assert final_bytes(local) == final_bytes(run)
+    per_stage = tmp_path / "PER_STAGE"
+    r = run_cli("run", "--config", str(small_config_file), "--out", str(per_stage), "--set", "ray.fuse_cpu_stages=false")
+    assert r.returncode == 0, r.stderr
+    assert "workers: prompts=1, t2i=1, segment=1, depth=1, boxes=1, repose=1, filter=1" in r.stderr
+    assert final_bytes(per_stage) == final_bytes(run)
 
 
 def test_the_users_line_with_defaults(tmp_path):

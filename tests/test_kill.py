@@ -18,9 +18,14 @@ def _ray_processes_of(run_dir) -> list[str]:
     return [line for line in out.splitlines() if str(run_dir) in line and "ps -eo" not in line]
 
 
-def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path):
+import pytest
+
+
+@pytest.mark.parametrize("fuse", ["true", "false"], ids=["fused", "per_stage_pools"])
+def test_kill_9_then_resume_gives_the_uninterrupted_result(tmp_path, fuse):
     cfg = yaml.safe_load(yaml.safe_dump(SMALL))
     cfg["run"].update(num_samples=24, width=192, height=192)
+    cfg["ray"] = {"fuse_cpu_stages": fuse == "true"}
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
 
