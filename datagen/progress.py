@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from pathlib import Path
 
 from datagen.config import RunConfig
 from datagen.paths import RunPaths
@@ -80,6 +79,3 @@ class ProgressWatcher:
                 if stopping:
                     return
 
-
-def describe(path: Path) -> str:
-    return str(path)

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 # Open3D's wheel links libusb-1.0 (ENVIRONMENT.md); Debian ships it as libusb-1.0-0.
-if ! ldconfig -p 2>/dev/null | grep -q "libusb-1.0.so.0"; then
+LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
+if ! "$LDCONFIG" -p 2>/dev/null | grep -q "libusb-1.0.so.0"; then
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
     echo "installing libusb-1.0-0 (needed by open3d)" >&2
