@@ -1,10 +1,11 @@
 """End-to-end throughput of the demo, through Ray and in one process, in the same run.
 
-    python bench/e2e.py [--num-samples 256] [--json bench/results/e2e.json]
+    python bench/e2e.py [--num-samples 512] [--json bench/results/e2e.json]
 
 Reports kept samples per second:
 - `ray_demo`: the demo config as shipped (64 samples), end to end, Ray start-up included;
-- `ray`: the same config with --num-samples N (start-up amortised), through Ray, with
+- `ray`: the same config with --num-samples N, through Ray (its fixed cost, ~3 s to start a
+  local Ray, ~2 s to start workers, ~1.3 s to shut down, amortised over a longer run), with
   consecutive CPU-only stages fused into one pool (`ray.fuse_cpu_stages`, the default);
 - `ray_per_stage_pools`: the same with one pool per stage (`ray.fuse_cpu_stages=false`);
 - `one_process`: the same N samples with --executor local pinned to one core (taskset);
@@ -68,7 +69,7 @@ def boxes_vs_truth(run: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num-samples", type=int, default=256)
+    ap.add_argument("--num-samples", type=int, default=512)
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "e2e.json"))
     args = ap.parse_args()
     cores = os.cpu_count() or 1
