@@ -14,9 +14,11 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from datagen.config import RunConfig
+from datagen.errors import UserError
 from datagen.paths import RunPaths
 from datagen.plan import ShardJob
 from datagen.pools import PoolPlan, plan_pools
@@ -35,8 +37,6 @@ class _PoolWorker:
     run_dir: str
 
     def __init__(self) -> None:
-        from pathlib import Path
-
         from datagen.config import RunConfig
         from datagen.logs import setup_worker_logging
         from datagen.shard_task import ShardStageRunner
@@ -67,7 +67,19 @@ def worker_class(stages: tuple[str, ...], cfg_json: str, run_dir: str) -> type:
     return type(name, (_PoolWorker,), {"stages": stages, "cfg_json": cfg_json, "run_dir": run_dir})
 
 
+def _cluster_token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
 def init_ray(address: str | None) -> None:
+    if address and "RAY_AUTH_MODE" not in os.environ and _cluster_token_available():
+        # Joining a cluster: authenticate with its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
+        # or ~/.ray/auth_token), as Ray's token authentication expects. A driver does not
+        # send it unless told to, and Ray reads the mode when it is imported: set it first.
+        # datagen never turns authentication off.
+        os.environ["RAY_AUTH_MODE"] = "token"
     import ray
 
     if ray.is_initialized():
@@ -76,9 +88,14 @@ def init_ray(address: str | None) -> None:
     level = logging.WARNING if address else logging.ERROR
     common: dict[str, Any] = dict(include_dashboard=False, logging_level=level, log_to_driver=False)
     if address:
-        # Joining a cluster: its token comes from the environment (RAY_AUTH_TOKEN) or ~/.ray,
-        # as Ray's token authentication expects; datagen never turns it off.
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+            raise UserError(
+                f"--address {address}: cannot join the Ray cluster ({reason}); is it running, and is "
+                "its token in RAY_AUTH_TOKEN or ~/.ray/auth_token?"
+            ) from None
     else:
         ray.init(num_cpus=os.cpu_count() or 1, **common)
 
