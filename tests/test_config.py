@@ -90,3 +90,19 @@ def test_recipe_hash_ignores_execution_settings(demo_cfg):
     assert other.config_sha256() == demo_cfg.config_sha256()
     other.filters.min_subjects = 4
     assert other.config_sha256() != demo_cfg.config_sha256()
+
+
+def test_stage_dependencies_are_checked_before_anything_runs(demo_cfg):
+    from datagen.stages import validate_pipeline
+
+    paper = demo_cfg.model_copy(deep=True)
+    paper.stages.order = ["prompts", "t2i", "segment", "depth", "repose", "boxes", "filter"]
+    validate_pipeline(paper)  # the paper's order (repose before boxes) is valid
+    broken = demo_cfg.model_copy(deep=True)
+    broken.stages.order = ["prompts", "t2i", "segment", "boxes", "depth", "repose", "filter"]
+    with pytest.raises(UserError, match="stages.order: boxes needs depth before it"):
+        validate_pipeline(broken)
+    last = demo_cfg.model_copy(deep=True)
+    last.stages.order = ["prompts", "t2i", "segment", "depth", "boxes", "filter", "repose"]
+    with pytest.raises(UserError, match="filter"):
+        validate_pipeline(last)
