@@ -89,7 +89,7 @@ def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str])
             if prev is None or prev in job.run or is_done(prev):
                 job.run.append(stage)
             else:
-                job.blocked = f"{stage} needs {prev}, which is not committed for this shard"
+                job.blocked = f"{stage} needs {prev}, which is not committed"
                 break
     return job
 

@@ -143,10 +143,12 @@ def execute(req: RunRequest) -> RunReport:
         jobs = make_plan(cfg, paths, selected)
         todo = [j for j in jobs if j.run]
         blocked = [j for j in jobs if j.blocked]
-        for j in blocked:
-            say(f"shard {j.shard}: skipped, {j.blocked}")
+        for reason in sorted({j.blocked for j in blocked if j.blocked}):
+            shards = [j.shard for j in blocked if j.blocked == reason]
+            say(f"{len(shards)} shard(s) skipped ({_shard_list(shards)}): {reason}; run the earlier stages first")
         if not todo:
-            say("nothing to do: every requested (stage, shard) is committed and current")
+            if not blocked:
+                say("nothing to do: every requested (stage, shard) is committed and current")
             return _report(cfg, paths, [], jobs, blocked)
         clear_failures(paths, todo)
         runs = sum(len(j.run) for j in todo)
@@ -156,6 +158,11 @@ def execute(req: RunRequest) -> RunReport:
             outcomes = _dispatch(cfg, paths, todo, req)
         say(f"finished in {time.perf_counter() - start:.1f}s")
         return _report(cfg, paths, outcomes, jobs, blocked)
+
+
+def _shard_list(shards: list[int], most: int = 8) -> str:
+    shown = ", ".join(str(s) for s in shards[:most])
+    return shown + (f", ... {len(shards) - most} more" if len(shards) > most else "")
 
 
 def _dispatch(cfg: RunConfig, paths: RunPaths, todo: list[ShardJob], req: RunRequest) -> list[Outcome]:

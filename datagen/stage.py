@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from datagen.errors import BackendUnavailable
 from datagen.sample import Rejected, Sample
 
 if TYPE_CHECKING:
@@ -50,12 +49,9 @@ class Stage:
         return Rejected(sample.key, self.name, reason)
 
 
-def check_backend(stage_cls: type[Stage], cfg: RunConfig) -> None:
+def backend_problem(stage_cls: type[Stage], cfg: RunConfig) -> str | None:
+    """Why the configured backend of a stage cannot run in this version, or None."""
     backend = getattr(cfg.stages.stage(stage_cls.name), "backend", None)
-    if backend is not None and backend not in stage_cls.backends:
-        from datagen import __version__
-
-        raise BackendUnavailable(
-            f"stages.{stage_cls.name}.backend: {backend!r} is not available in datagen {__version__} yet "
-            f"(available: {', '.join(sorted(stage_cls.backends))})"
-        )
+    if backend is None or backend in stage_cls.backends:
+        return None
+    return f"stages.{stage_cls.name}.backend {backend!r} (available: {', '.join(sorted(stage_cls.backends))})"

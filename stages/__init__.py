@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datagen.config import RunConfig
-from datagen.errors import UserError
-from datagen.stage import Stage, check_backend
+from datagen.errors import BackendUnavailable, UserError
+from datagen.stage import Stage, backend_problem
 from datagen.stages.boxes import BoxesStage
 from datagen.stages.depth import DepthStage
 from datagen.stages.filter import FilterStage
@@ -28,8 +28,11 @@ def validate_pipeline(cfg: RunConfig) -> None:
                 raise UserError(f"stages.order: {name} needs {needed} before it")
     if order[-1] != "filter":
         raise UserError("stages.order: filter must be the last stage (it writes the final shards)")
-    for name in order:
-        check_backend(STAGES[name], cfg)
+    missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order) if e]
+    if missing:
+        from datagen import __version__
+
+        raise BackendUnavailable(f"not available in datagen {__version__} yet: {'; '.join(missing)}")
 
 
 def build_stage(name: str, cfg: RunConfig) -> Stage:

@@ -1,20 +1,18 @@
 """`--address`: a run joins a `ray start` cluster with token authentication on."""
 
-import os
+import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import SMALL, _env, final_bytes, run_cli
+from helpers import _env, final_bytes, run_cli
 
 
 
 def _ray_bin() -> str:
-    import shutil
-    import sys
-
     candidate = Path(sys.executable).with_name("ray")
     return str(candidate) if candidate.exists() else shutil.which("ray")
 
