@@ -8,26 +8,19 @@ from datagen.config import RunConfig
 from datagen.logs import setup_worker_logging
 from datagen.paths import RunPaths
 from datagen.plan import ShardJob
-from datagen.shard_task import Outcome, ShardStageRunner
+from datagen.shard_task import Outcome, ShardStageRunner, run_job_stages
 
 
 def run_local(
     cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], on_outcome: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
     setup_worker_logging(paths.logs_dir, "local")
-    runners: dict[str, ShardStageRunner] = {}
+    stages = {stage for job in jobs for stage in job.run}
+    runners = {stage: ShardStageRunner(stage, cfg, str(paths.root)) for stage in cfg.stages.order if stage in stages}
     outcomes: list[Outcome] = []
     for job in jobs:
-        handoff = None
-        for stage in job.run:
-            runner = runners.get(stage)
-            if runner is None:
-                runner = runners[stage] = ShardStageRunner(stage, cfg, str(paths.root))
-            outcome = runner.run(job.shard, job.fingerprints, handoff)
-            handoff = outcome.handoff()
+        for outcome in run_job_stages(runners, job):
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
-            if outcome.status != "done":
-                break  # later stages of this shard have no input
     return outcomes

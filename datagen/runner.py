@@ -22,7 +22,7 @@ from datagen.errors import UserError
 from datagen.paths import RunPaths
 from datagen.plan import ShardJob
 from datagen.pools import PoolPlan, plan_pools
-from datagen.shard_task import Outcome
+from datagen.shard_task import Outcome, run_job_stages
 
 
 class _PoolWorker:
@@ -43,22 +43,15 @@ class _PoolWorker:
 
         setup_worker_logging(Path(self.run_dir) / "logs", "+".join(self.stages))
         cfg = RunConfig.model_validate_json(self.cfg_json)
-        self.runners = [ShardStageRunner(stage, cfg, self.run_dir) for stage in self.stages]
-        for runner in self.runners:
+        self.runners = {stage: ShardStageRunner(stage, cfg, self.run_dir) for stage in self.stages}
+        for runner in self.runners.values():
             runner.setup()
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         job = ShardJob.from_json(row["job"])
         outcomes = json.loads(row["outcomes"])
-        handoff = None
-        for stage, runner in zip(self.stages, self.runners, strict=True):
-            upstream_ok = all(o["status"] == "done" for o in outcomes)
-            if stage in job.run and upstream_ok:
-                outcome = runner.run(job.shard, job.fingerprints, handoff)
-                handoff = outcome.handoff()  # the next stage starts from memory, not disk
-                outcomes.append(outcome.to_dict())
-            else:
-                handoff = None
+        if all(o["status"] == "done" for o in outcomes):  # else an earlier pool failed this shard
+            outcomes += [o.to_dict() for o in run_job_stages(self.runners, job)]
         return {"job": row["job"], "outcomes": json.dumps(outcomes)}
 
 

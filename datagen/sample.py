@@ -133,7 +133,7 @@ def read_stage_samples(tars: list[Path], shard: int) -> list[Sample]:
             if "json" not in members:
                 continue
             try:
-                specs = decode_json(members["json"]).get("arrays", {})
+                specs = (head if tar is contents[-1] else decode_json(members["json"])).get("arrays", {})
                 for name, spec in specs.items():
                     suffix = "png" if f"{name}.png" in members else "npy"
                     sample.arrays[name] = decode_array(spec, suffix, members[f"{name}.{suffix}"])

@@ -20,7 +20,7 @@ from datagen.codec import encode_json
 from datagen.config import RunConfig
 from datagen.final_writer import final_members
 from datagen.paths import RunPaths
-from datagen.plan import read_marker
+from datagen.plan import ShardJob, read_marker
 from datagen.sample import Rejected, Sample, read_stage_samples, write_members
 from datagen.seeds import sample_seed
 from datagen.shards import commit_bytes, commit_tar
@@ -220,6 +220,22 @@ class ShardStageRunner:
             "cpu_time_s": cpu,
             "rejected_keys": marker["rejected_keys"],
         }
+
+
+def run_job_stages(runners: dict[str, ShardStageRunner], job: ShardJob) -> list[Outcome]:
+    """Run the stages of `job` that `runners` hold, in order, each starting from the previous
+    one's samples in memory; stop at the first failure (later stages have no input)."""
+    outcomes: list[Outcome] = []
+    handoff: Handoff | None = None
+    for stage in job.run:
+        if stage not in runners:
+            continue  # another pool's stage
+        outcome = runners[stage].run(job.shard, job.fingerprints, handoff)
+        outcomes.append(outcome)
+        handoff = outcome.handoff()
+        if outcome.status != "done":
+            break
+    return outcomes
 
 
 def _subject_rejects(samples: list[Sample], stage: str) -> list[str]:

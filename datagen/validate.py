@@ -15,9 +15,10 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import RunConfig
-from datagen.geometry import mask_box_2d, project_points
+from datagen.filters import mask_overlap
+from datagen.geometry import mask_box_2d
 from datagen.schema import KEY_RE, MEMBER_RE, SampleMeta, identity_field, mask_field
-from datagen.stages.filter import box_iou_2d
+from datagen.stages.filter import box3d_reason
 
 
 def _image(data: bytes) -> Image.Image:
@@ -71,19 +72,15 @@ def validate_sample(key: str, fields: dict[str, bytes], cfg: RunConfig) -> list[
         if ident.mode != "RGB" or ident.size != (subj["identity"]["width"], subj["identity"]["height"]):
             errs.append(f"{key}: identity {i} is {ident.mode} {ident.size}")
         id_sizes.add(ident.size)
-        uv = project_points(np.asarray(subj["box_3d"]["corners"]), meta["camera"])
-        m = cfg.stages.filter.box3d_margin_frac
-        if uv[:, 0].min() < -m * w or uv[:, 0].max() > w * (1 + m) or uv[:, 1].min() < -m * h or uv[:, 1].max() > h * (1 + m):
-            errs.append(f"{key}: subject {i} 3D box projects outside the image")
-        projected = [uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()]
-        if box_iou_2d(projected, subj["box_2d"]) < cfg.stages.filter.min_box3d_iou_2d:
-            errs.append(f"{key}: subject {i} 3D box projects far from its box_2d")
+        fcfg = cfg.stages.filter
+        why = box3d_reason(subj, meta["camera"], w, h, fcfg.box3d_margin_frac, fcfg.min_box3d_iou_2d)
+        if why:
+            errs.append(f"{key}: subject {i} 3D box breaks the projection invariant ({why})")
     if len(id_sizes) > 1:
         errs.append(f"{key}: identity images differ in size {sorted(id_sizes)}")
     for i in range(len(masks)):
         for j in range(i + 1, len(masks)):
-            smaller = min(masks[i].sum(), masks[j].sum())
-            if smaller and np.logical_and(masks[i], masks[j]).sum() / smaller > rules.max_mask_overlap:
+            if mask_overlap(masks[i], masks[j]) > rules.max_mask_overlap:
                 errs.append(f"{key}: masks {i} and {j} overlap beyond {rules.max_mask_overlap}")
     return errs
 
