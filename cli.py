@@ -57,6 +57,33 @@ def run(
 
 
 @app.command()
+def plan(
+    config: Annotated[str, typer.Option("--config", "-c", help="YAML file, or a bundled config name (demo, sigma_set27k).")] = "demo",
+    num_samples: Annotated[Optional[int], typer.Option("--num-samples", "-n", help="Samples to generate (default: run.num_samples).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs to balance the GPU stages over.")] = 8,
+    cpus: Annotated[int, typer.Option("--cpus", help="CPUs in the cluster.")] = 64,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="A finished run whose measured costs and reject rates replace the config's estimates.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key, as for run.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Forecast a run: per stage GPU-hours, samples in and out, storage, the balanced worker
+    split for --gpus, and the bottleneck."""
+    from datagen.config import load_config, resolve_config_path
+    from datagen.forecast import forecast, render
+
+    cfg = load_config(resolve_config_path(config), list(set_ or ()))
+    if num_samples is not None and num_samples < 1:
+        raise UserError(f"--num-samples: must be at least 1 (got {num_samples})")
+    if from_run is not None and not from_run.is_dir():
+        raise UserError(f"--from {from_run}: not a run directory")
+    report = forecast(cfg, num_samples or cfg.run.num_samples, gpus, cpus, from_run)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        typer.echo("\n".join(render(report)))
+
+
+@app.command()
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,

@@ -41,8 +41,31 @@ class ExecConfig(Strict):
     )
 
 
+class CostConfig(Strict):
+    """A stage's cost model, for `datagen plan`, pool balancing and simulated runs.
+
+    Never changes what a stage produces, so it is left out of fingerprints. Costs are seconds
+    of one worker with `exec.gpus` GPUs of its own (GPU-seconds for a GPU stage). Reject
+    rates are what this stage is expected to throw away where the recipe's filters apply
+    early (`filters.apply: early`).
+    """
+
+    s_per_sample: float = Field(0.0, ge=0, description="seconds per sample entering the stage")
+    s_per_subject: float = Field(0.0, ge=0, description="plus seconds per subject entering the stage")
+    sample_reject: float = Field(0.0, ge=0, le=1, description="expected share of entering samples rejected here")
+    subject_drop: float = Field(
+        0.0, ge=0, le=1, description="expected share of subjects dropped here from the samples it keeps"
+    )
+    source: str = Field("estimate", description="where the figures come from: 'estimate', or what measured them")
+
+    @property
+    def measured(self) -> bool:
+        return self.source != "estimate"
+
+
 class StageConfig(Strict):
     exec: ExecConfig = Field(default_factory=ExecConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
 
 class PromptsConfig(StageConfig):
@@ -94,12 +117,6 @@ class ReposeConfig(StageConfig):
 
 class FilterConfig(StageConfig):
     backend: Literal["rules"] = "rules"
-    box3d_margin_frac: float = Field(
-        0.02, ge=0, le=1, description="projected 3D box corners may leave the image by this share of its size"
-    )
-    min_box3d_iou_2d: float = Field(
-        0.3, ge=0, le=1, description="IoU of the projected 3D box's 2D extent with box_2d, at least"
-    )
 
 
 class StagesConfig(Strict):
@@ -136,6 +153,18 @@ class FilterRules(Strict):
     max_box_area_frac: float = Field(0.40, ge=0, le=1)
     max_mask_overlap: float = Field(
         0.5, ge=0, le=1, description="two masks whose intersection over the smaller mask exceeds this: keep one"
+    )
+    box3d_margin_frac: float = Field(
+        0.02, ge=0, le=1, description="projected 3D box corners may leave the image by this share of its size"
+    )
+    min_box3d_iou_2d: float = Field(
+        0.3, ge=0, le=1, description="IoU of the projected 3D box's 2D extent with box_2d, at least"
+    )
+    apply: Literal["early", "last"] = Field(
+        "early",
+        description="early: each rule runs in the stage that measures it (segment: masks, boxes: 3D "
+        "boxes), so later stages never work on what will be dropped; last: only the filter stage "
+        "drops anything (the paper's order). The kept samples are the same.",
     )
 
     @model_validator(mode="after")
@@ -174,13 +203,35 @@ class OutputConfig(Strict):
     )
 
 
+class SimulateConfig(Strict):
+    """Simulated GPU stages: a smoke test of a cluster and the orchestration benchmark.
+
+    Each stage with `exec.gpus > 0` runs its procedural backend instead of its model, holds
+    its GPU share until `stages.<name>.cost` says the model would have finished (times
+    `time_scale`), and rejects samples and drops subjects at that cost model's rates, drawn
+    per sample. CPU stages run for real.
+    """
+
+    enabled: bool = False
+    time_scale: float = Field(1.0, gt=0, description="multiplies every cost: 0.01 turns a GPU-hour into 36 s")
+
+
 class RayConfig(Strict):
     address: str | None = None
+    num_cpus: int | None = Field(None, ge=1, description="local Ray only: CPUs to declare (default: this machine's)")
+    num_gpus: int | None = Field(
+        None, ge=0, description="local Ray only: GPUs to declare (default: detected); more than exist only with simulate"
+    )
     fuse_cpu_stages: bool = Field(
         True,
         description="consecutive CPU-only stages share one pool whose workers run them back to back "
         "on a shard (one worker per free CPU); false gives every stage its own pool. GPU stages "
         "always have their own pool.",
+    )
+    balance_pools: bool = Field(
+        True,
+        description="size GPU pools by the stages' cost models (when every GPU stage has one), so each "
+        "gets GPUs in proportion to its work; false: exec.concurrency",
     )
     no_progress_timeout_s: float = Field(-1, description="Ray Data's stall timeout; -1 off (model loads are slow)")
 
@@ -191,6 +242,7 @@ class RunConfig(Strict):
     filters: FilterRules = Field(default_factory=FilterRules)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @property
@@ -202,13 +254,18 @@ class RunConfig(Strict):
         return range(start, min(start + self.run.shard_size, self.run.num_samples))
 
     def recipe_dict(self) -> dict[str, Any]:
-        """What determines the samples: everything but execution settings and the run size."""
+        """What determines the samples: everything but execution settings, costs and the run size."""
         d = self.model_dump(mode="json")
         d.pop("ray")
         d["run"].pop("num_samples")  # the size of a run, not what one sample looks like
         d["run"].pop("name")  # a label
         for name in STAGE_NAMES:
             d["stages"][name].pop("exec")
+            d["stages"][name].pop("cost")
+        d["simulate"].pop("time_scale")  # how long, not what
+        if self.simulate.enabled:  # the drawn rejects change the samples
+            rates = {"sample_reject", "subject_drop"}
+            d["simulate"]["rates"] = {n: self.stages.stage(n).cost.model_dump(include=rates) for n in STAGE_NAMES}
         return d
 
     def config_sha256(self) -> str:

@@ -173,12 +173,13 @@ def _dispatch(cfg: RunConfig, paths: RunPaths, todo: list[ShardJob], req: RunReq
     from datagen import runner
 
     stages = [s for s in cfg.stages.order if any(s in j.run for j in todo)]
-    runner.init_ray(cfg.ray.address)
+    runner.init_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.num_gpus)
     try:
         pools = runner.plan_ray_pools(cfg, stages, req.workers)
         if pools.notice:
             say(pools.notice)
         say(f"workers: {pools.describe()}")
+        pools.save(paths.logs_dir / "pools.json")
         return runner.run_on_ray(cfg, paths, todo, pools)
     except OSError as e:
         if e.errno == errno.ENOSPC:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen.config import RunConfig
+from datagen.costs import expected_flow
 from datagen.errors import UserError
 from datagen.paths import RunPaths
 from datagen.plan import ShardJob
@@ -66,7 +67,7 @@ def _cluster_token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
-def init_ray(address: str | None) -> None:
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
     if address and "RAY_AUTH_MODE" not in os.environ and _cluster_token_available():
         # Joining a cluster: authenticate with its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
         # or ~/.ray/auth_token), as Ray's token authentication expects. A driver does not
@@ -90,7 +91,10 @@ def init_ray(address: str | None) -> None:
                 "its token in RAY_AUTH_TOKEN or ~/.ray/auth_token?"
             ) from None
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, **common)
+        # Declared GPUs beyond the real ones are for simulated runs (`simulate.enabled`).
+        # address="local": always a fresh local Ray, never a `ray start` cluster that happens
+        # to run on this machine (plain ray.init() would join it).
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus, **common)
 
 
 def cluster_resources() -> tuple[float, float]:
@@ -102,7 +106,8 @@ def cluster_resources() -> tuple[float, float]:
 
 def plan_ray_pools(cfg: RunConfig, stages: list[str], workers: int | None) -> PoolPlan:
     cpus, gpus = cluster_resources()
-    return plan_pools(cfg, stages, workers, cpus, gpus)
+    needs = {flow.stage: flow.seconds for flow in expected_flow(cfg, cfg.run.num_samples)}
+    return plan_pools(cfg, stages, workers, cpus, gpus, needs)
 
 
 def run_on_ray(

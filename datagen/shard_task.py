@@ -29,6 +29,10 @@ from datagen.stages import build_stage
 log = logging.getLogger("datagen.shard")
 
 
+# Per-stage figures the final stats keep for each shard: the run's measured cost model.
+FLOW_KEYS = ("samples_in", "samples_out", "subjects_in", "subjects_out", "wall_s", "size", "started_at", "finished_at")
+
+
 class StageShardFailed(Exception):
     """A (stage, shard) that cannot complete: the run marks it failed and goes on."""
 
@@ -109,13 +113,14 @@ class ShardStageRunner:
 
     def _run_once(self, shard: int, fingerprints: dict[str, str], given: Handoff | None) -> Outcome:
         name = self.stage.name
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start, started_at = time.perf_counter(), time.process_time(), time.time()
         if given is not None:
             samples, input_sha = given.samples, given.sha256
             for s in samples:
                 s.changed.clear()  # committed by the previous stage already
         else:
             samples, input_sha = self._read_input(shard, fingerprints)
+        subjects_in = sum(len(s.subjects) for s in samples)
         results = self._process_all(samples)
         kept = [r for r in results if isinstance(r, Sample)]
         rejected = [r for r in results if isinstance(r, Rejected)]
@@ -135,6 +140,8 @@ class ShardStageRunner:
             "input_sha256": input_sha,
             "samples_in": len(samples),
             "samples_out": len(kept),
+            "subjects_in": subjects_in,
+            "subjects_out": sum(len(s.subjects) for s in kept),
             "rejected": dict(sorted(Counter(r.reason for r in rejected).items())),
             "rejected_keys": [[r.key, r.reason] for r in sorted(rejected, key=lambda r: r.key)],
             "rejected_subjects": dict(sorted(Counter(_subject_rejects(samples, name)).items())),
@@ -148,6 +155,9 @@ class ShardStageRunner:
             size=size,
             wall_s=round(time.perf_counter() - start, 4),
             cpu_s=round(time.process_time() - cpu_start, 4),  # all threads of this worker
+            # Wall-clock span, for utilisation over a run (benchmarks, `datagen plan --from`).
+            started_at=round(started_at, 3),
+            finished_at=round(time.time(), 3),
         )
         if self.is_final:
             marker = self._final_stats(shard, marker, kept)
@@ -198,6 +208,7 @@ class ShardStageRunner:
         rejected_subjects: dict[str, dict[str, int]] = {}
         wall: dict[str, float] = {}
         cpu: dict[str, float] = {}
+        flow: dict[str, dict[str, Any]] = {}
         samples_in = marker["samples_in"]
         for stage in self.order:
             m = marker if stage == self.stage.name else read_marker(self.paths.stage_done(stage, shard)) or {}
@@ -205,6 +216,7 @@ class ShardStageRunner:
             rejected_subjects[stage] = m.get("rejected_subjects", {})
             wall[stage] = m.get("wall_s", 0.0)
             cpu[stage] = m.get("cpu_s", 0.0)
+            flow[stage] = {k: m[k] for k in FLOW_KEYS if k in m}
             if stage == self.order[0]:
                 samples_in = m.get("samples_in", samples_in)
         histogram = Counter(len(s.subjects) for s in kept)
@@ -218,6 +230,7 @@ class ShardStageRunner:
             "subjects_histogram": {str(k): histogram[k] for k in sorted(histogram)},
             "wall_time_s": wall,
             "cpu_time_s": cpu,
+            "stages": flow,
             "rejected_keys": marker["rejected_keys"],
         }
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from datagen.filters import subject_count_reason
 from datagen.sample import Rejected, Sample
+
+# Key of a deferred verdict: on a subject (drop it) or in a sample's meta (reject it).
+PENDING = "pending_rejection"
 
 if TYPE_CHECKING:
     from datagen.config import RunConfig, StageConfig
@@ -47,6 +51,36 @@ class Stage:
 
     def reject(self, sample: Sample, reason: str) -> Rejected:
         return Rejected(sample.key, self.name, reason)
+
+    # --- the recipe's filters, applied here or deferred to the last stage ---------------
+
+    @property
+    def defers_filters(self) -> bool:
+        """With `filters.apply: last` only the final stage drops anything (the paper's order)."""
+        return self.run_cfg.filters.apply == "last" and self.name != self.run_cfg.stages.order[-1]
+
+    def drop_subjects(self, s: Sample, reasons: dict[int, str]) -> None:
+        """Drop subjects now, or mark them for the final stage to drop."""
+        if not self.defers_filters:
+            s.drop_subjects(reasons, self.name)
+            return
+        for i, reason in reasons.items():
+            s.subjects[i].setdefault(PENDING, reason)
+
+    def verdict(self, s: Sample, reason: str | None) -> Sample | Rejected:
+        """Reject a sample for `reason` now, or mark it for the final stage; keep it if None."""
+        if reason is None:
+            return s
+        if self.defers_filters:
+            s.meta.setdefault(PENDING, reason)
+            return s
+        return self.reject(s, reason)
+
+    def check_subject_count(self, s: Sample) -> Sample | Rejected:
+        """The recipe's subject count rule, where filters apply (the last stage always checks)."""
+        if self.defers_filters:
+            return s
+        return self.verdict(s, subject_count_reason(len(s.subjects), self.run_cfg.filters))
 
 
 def backend_problem(stage_cls: type[Stage], cfg: RunConfig) -> str | None:

@@ -18,7 +18,7 @@ from datagen.config import RunConfig
 from datagen.filters import mask_overlap
 from datagen.geometry import mask_box_2d
 from datagen.schema import KEY_RE, MEMBER_RE, SampleMeta, identity_field, mask_field
-from datagen.stages.filter import box3d_reason
+from datagen.filters import box3d_reason
 
 
 def _image(data: bytes) -> Image.Image:
@@ -72,8 +72,7 @@ def validate_sample(key: str, fields: dict[str, bytes], cfg: RunConfig) -> list[
         if ident.mode != "RGB" or ident.size != (subj["identity"]["width"], subj["identity"]["height"]):
             errs.append(f"{key}: identity {i} is {ident.mode} {ident.size}")
         id_sizes.add(ident.size)
-        fcfg = cfg.stages.filter
-        why = box3d_reason(subj, meta["camera"], w, h, fcfg.box3d_margin_frac, fcfg.min_box3d_iou_2d)
+        why = box3d_reason(subj, meta["camera"], w, h, cfg.filters)
         if why:
             errs.append(f"{key}: subject {i} 3D box breaks the projection invariant ({why})")
     if len(id_sizes) > 1:

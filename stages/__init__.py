@@ -28,12 +28,22 @@ def validate_pipeline(cfg: RunConfig) -> None:
                 raise UserError(f"stages.order: {name} needs {needed} before it")
     if order[-1] != "filter":
         raise UserError("stages.order: filter must be the last stage (it writes the final shards)")
-    missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order) if e]
+    missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order if not simulated(name, cfg)) if e]
     if missing:
         from datagen import __version__
 
         raise BackendUnavailable(f"not available in datagen {__version__} yet: {'; '.join(missing)}")
 
 
+def simulated(name: str, cfg: RunConfig) -> bool:
+    """With `simulate.enabled`, GPU stages are simulated (datagen.simulate)."""
+    return cfg.simulate.enabled and cfg.stages.stage(name).exec.gpus > 0
+
+
 def build_stage(name: str, cfg: RunConfig) -> Stage:
-    return STAGES[name](cfg)
+    cls = STAGES[name]
+    if simulated(name, cfg):
+        from datagen.simulate import SimulatedStage, procedural_config
+
+        return SimulatedStage(cls(procedural_config(cfg, name, cls.backends)), cfg)
+    return cls(cfg)

@@ -2,13 +2,14 @@
 
 The same algorithm for every backend (datagen.box_fit): unproject the mask's pixels with the
 depth and intrinsics, drop mask-edge pixels and outliers, fit. A degenerate subject (too few
-points, flat, no valid depth) is dropped with its reason; it never fails the sample.
+points, flat, no valid depth) or one that breaks the format's projection rule is dropped with
+its reason (or marked, with `filters.apply: last`); it never fails the sample.
 """
 
 from __future__ import annotations
 
 from datagen.box_fit import fit_subject_box
-from datagen.filters import subject_count_reason
+from datagen.filters import box3d_reason
 from datagen.sample import Rejected, Sample
 from datagen.stage import Stage
 
@@ -25,14 +26,19 @@ class BoxesStage(Stage):
     def _one(self, s: Sample) -> Sample | Rejected:
         depth = s.array("depth", self.name)
         masks = s.array("masks", self.name)
+        width, height = s.meta["width"], s.meta["height"]
         reasons: dict[int, str] = {}
         for i, subj in enumerate(s.subjects):
             fit = fit_subject_box(depth, masks[i], s.meta["camera"], self.cfg.fit)
             subj["boxes"] = {"num_points": fit.num_points}
             if fit.box is None:
                 reasons[i] = f"box3d_{fit.reason}"
-            else:
-                subj["box_3d"] = fit.box
-        s.drop_subjects(reasons, self.name)
-        reason = subject_count_reason(len(s.subjects), self.run_cfg.filters)
-        return self.reject(s, reason) if reason else s
+                continue
+            subj["box_3d"] = fit.box
+            # The final filter's projection check, here so repose never works on a subject
+            # the filter would drop.
+            why = box3d_reason(subj, s.meta["camera"], width, height, self.run_cfg.filters)
+            if why:
+                reasons[i] = why
+        self.drop_subjects(s, reasons)
+        return self.check_subject_count(s)

@@ -2,14 +2,14 @@
 
 Backend `procedural`: oracle masks from the renderer's instance ids (score 1.0). The filters
 (box area 1%-40%, duplicate/overlapping masks keep one, enough subjects) are shared with every
-backend (datagen.filters).
+backend (datagen.filters); with `filters.apply: last` they only mark what the filter stage drops.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from datagen.filters import box_area_frac, subject_count_reason, subject_rejections
+from datagen.filters import box_area_frac, subject_rejections
 from datagen.geometry import mask_box_2d
 from datagen.sample import Rejected, Sample
 from datagen.stage import Stage
@@ -44,6 +44,5 @@ def finish_segmentation(stage: Stage, s: Sample, masks: np.ndarray, scores: list
         subj["box_2d"] = box
         subj["box_area_frac"] = box_area_frac(box, width, height) if box else 0.0
         subj["mask_area_frac"] = float(mask.sum()) / (width * height)
-    s.drop_subjects(subject_rejections(masks, scores, rules), stage.name)
-    reason = subject_count_reason(len(s.subjects), rules)
-    return stage.reject(s, reason) if reason else s
+    stage.drop_subjects(s, subject_rejections(masks, scores, rules))
+    return stage.check_subject_count(s)

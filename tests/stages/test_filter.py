@@ -4,7 +4,8 @@ from datagen.final_writer import final_members, final_meta
 from datagen.sample import Rejected
 from datagen.schema import SampleMeta
 from datagen.stages import build_stage
-from datagen.stages.filter import box3d_reason
+from datagen.config import FilterRules
+from datagen.filters import box3d_reason
 
 
 def test_kept_samples_meet_the_format(small_cfg, through):
@@ -24,7 +25,7 @@ def test_box_far_from_its_mask_is_dropped(small_cfg, through):
     subj = s.subjects[0]
     moved = copy.deepcopy(subj)
     moved["box_3d"]["corners"] = [[x + 50.0, y, z] for x, y, z in subj["box_3d"]["corners"]]
-    assert box3d_reason(moved, s.meta["camera"], s.meta["width"], s.meta["height"], 0.02, 0.3) == "box3d_outside_image"
+    assert box3d_reason(moved, s.meta["camera"], s.meta["width"], s.meta["height"], FilterRules()) == "box3d_outside_image"
     s.subjects[0] = moved
     (out,) = build_stage("filter", small_cfg).process_batch([s])
     reasons = [] if isinstance(out, Rejected) else [r["reason"] for r in out.meta["rejected_subjects"]]
