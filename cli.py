@@ -72,6 +72,10 @@ def plan(
     from datagen.forecast import forecast, render
 
     cfg = load_config(resolve_config_path(config), list(set_ or ()))
+    if cpus < 1:
+        raise UserError(f"--cpus: must be at least 1 (got {cpus})")
+    if gpus < 0:
+        raise UserError(f"--gpus: must not be negative (got {gpus})")
     if num_samples is not None and num_samples < 1:
         raise UserError(f"--num-samples: must be at least 1 (got {num_samples})")
     if from_run is not None and not from_run.is_dir():

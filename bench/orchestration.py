@@ -64,10 +64,7 @@ def run_variant(name: str, config: Path, extra: list[str], args: argparse.Namesp
     total = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{name}: datagen run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    cfg = load_config(out / "run.yaml")
-    pools = json.loads((out / "logs" / "pools.json").read_text())["pools"]
-    workers = ", ".join(f"{'+'.join(p['stages'])}={p['workers']}x{p['gpus']:g}GPU" for p in pools)
-    return measure(cfg, out, args, total) | {"workers": workers}
+    return measure(load_config(out / "run.yaml"), out, args, total)
 
 
 def measure(cfg, out: Path, args: argparse.Namespace, total_s: float) -> dict:
@@ -86,7 +83,7 @@ def measure(cfg, out: Path, args: argparse.Namespace, total_s: float) -> dict:
         cost = cfg.stages.stage(stage).cost
         samples = sum(s["stages"][stage]["samples_in"] for s in stats)
         subjects = sum(s["stages"][stage]["subjects_in"] for s in stats)
-        gpu_s = samples * cost.s_per_sample + subjects * cost.s_per_subject
+        gpu_s = cost.seconds(samples, subjects)
         gpu_s_model += gpu_s
         per_stage[stage] = {
             "samples_in": samples,
@@ -110,6 +107,7 @@ def measure(cfg, out: Path, args: argparse.Namespace, total_s: float) -> dict:
         "efficiency_whole_run": round(kept / span / limit, 4),
         "steady_window_s": steady["window_s"],
         "bottleneck": max(per_stage, key=lambda s: per_stage[s]["utilisation"]),
+        "workers": ", ".join(f"{'+'.join(p['stages'])}={p['workers']}x{p['gpus']:g}GPU" for p in pools),
         "stages": per_stage,
     }
 
@@ -127,7 +125,7 @@ def steady_state(cfg, stats: list[dict], pool_gpus: dict[str, float], args: argp
         for stage in gpu_stages:
             f = st["stages"][stage]
             cost = cfg.stages.stage(stage).cost
-            work = (f["samples_in"] * cost.s_per_sample + f["subjects_in"] * cost.s_per_subject) * args.time_scale
+            work = cost.seconds(f["samples_in"], f["subjects_in"]) * args.time_scale
             tasks.append((stage, f["started_at"], f["finished_at"], work))
     begin = max(min(t[1] for t in tasks if t[0] == s) for s in big)
     end = min(max(t[2] for t in tasks if t[0] == s) for s in big)

@@ -45,9 +45,9 @@ class CostConfig(Strict):
     """A stage's cost model, for `datagen plan`, pool balancing and simulated runs.
 
     Never changes what a stage produces, so it is left out of fingerprints. Costs are seconds
-    of one worker with `exec.gpus` GPUs of its own (GPU-seconds for a GPU stage). Reject
-    rates are what this stage is expected to throw away where the recipe's filters apply
-    early (`filters.apply: early`).
+    on one whole GPU for a GPU stage (a worker with a fraction of one takes proportionally
+    longer), CPU seconds of one worker otherwise. Reject rates are what this stage is expected
+    to throw away where the recipe's filters apply early (`filters.apply: early`).
     """
 
     s_per_sample: float = Field(0.0, ge=0, description="seconds per sample entering the stage")
@@ -58,9 +58,9 @@ class CostConfig(Strict):
     )
     source: str = Field("estimate", description="where the figures come from: 'estimate', or what measured them")
 
-    @property
-    def measured(self) -> bool:
-        return self.source != "estimate"
+    def seconds(self, samples: float, subjects: float) -> float:
+        """Worker-seconds (whole-GPU seconds for a GPU stage) for this much input."""
+        return samples * self.s_per_sample + subjects * self.s_per_subject
 
 
 class StageConfig(Strict):

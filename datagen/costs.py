@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from datagen.config import CostConfig, RunConfig
+from datagen.config import CostConfig, RunConfig, load_config
 from datagen.errors import UserError
 from datagen.paths import RunPaths
 
@@ -31,7 +30,6 @@ class Measured:
     costs: dict[str, CostConfig]
     mean_subjects: float | None
     bytes_per_sample: dict[str, float]  # per sample out
-    samples: int
 
 
 @dataclass
@@ -49,11 +47,6 @@ class StageFlow:
     @property
     def gpu_seconds(self) -> float:
         return self.seconds if self.gpus > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["gpu_hours"] = self.gpu_seconds / 3600
-        return d
 
 
 def mean_requested_subjects(cfg: RunConfig) -> float:
@@ -93,7 +86,7 @@ def expected_flow(cfg: RunConfig, num_samples: int, measured: Measured | None = 
     for name in order:
         stage_cfg = cfg.stages.stage(name)
         cost = costs.get(name, stage_cfg.cost)
-        seconds = samples * cost.s_per_sample + subjects * cost.s_per_subject
+        seconds = cost.seconds(samples, subjects)
         keep_samples, keep_subjects = 1 - cost.sample_reject, 1 - cost.subject_drop
         if cfg.filters.apply == "last" and name != last:
             deferred_keep_samples *= keep_samples
@@ -145,8 +138,6 @@ def measured_costs(run_dir: Path, cfg: RunConfig) -> Measured:
     if not stats:
         raise UserError(f"{run_dir}: no final shard stats to measure costs from (is it a finished run?)")
     run_cfg_path = paths.root / "run.yaml"
-    from datagen.config import load_config
-
     measured_cfg = load_config(run_cfg_path) if run_cfg_path.is_file() else cfg
     totals: dict[str, dict[str, float]] = {}
     for path in stats:
@@ -170,7 +161,7 @@ def measured_costs(run_dir: Path, cfg: RunConfig) -> Measured:
         configured = cfg.stages.stage(stage).cost
         gpus = measured_cfg.stages.stage(stage).exec.gpus if stage in measured_cfg.stages.order else 0.0
         seconds = t["wall_s"] * (gpus if gpus > 0 else 1.0) / scale
-        predicted = t["samples_in"] * configured.s_per_sample + t.get("subjects_in", 0) * configured.s_per_subject
+        predicted = configured.seconds(t["samples_in"], t.get("subjects_in", 0.0))
         if predicted > 0:
             factor = seconds / predicted
             per_sample, per_subject = configured.s_per_sample * factor, configured.s_per_subject * factor
@@ -190,4 +181,4 @@ def measured_costs(run_dir: Path, cfg: RunConfig) -> Measured:
             bytes_per_sample[stage] = t.get("size", 0.0) / t["samples_out"]
             if stage == cfg.stages.order[0]:
                 mean_subjects = t.get("subjects_out", 0.0) / t["samples_out"]
-    return Measured(costs, mean_subjects, bytes_per_sample, int(totals.get(cfg.stages.order[0], {}).get("samples_in", 0)))
+    return Measured(costs, mean_subjects, bytes_per_sample)

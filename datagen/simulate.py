@@ -47,7 +47,7 @@ class SimulatedStage(Stage):
     def busy_seconds(self, samples: list[Sample]) -> float:
         subjects = sum(len(s.subjects) for s in samples)
         scale = self.run_cfg.simulate.time_scale
-        return (len(samples) * self.cost.s_per_sample + subjects * self.cost.s_per_subject) * scale
+        return self.cost.seconds(len(samples), subjects) * scale
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         work = self.busy_seconds(samples)

@@ -31,7 +31,9 @@ def test_plan_from_a_finished_run_uses_its_measurements(tmp_path, small_config_f
 
 
 def test_plan_bad_input_is_one_line(tmp_path):
-    for args in (["--from", str(tmp_path / "nope")], ["--from", str(tmp_path)], ["-n", "0"], ["--config", "missing.yaml"]):
+    bad = (["--from", str(tmp_path / "nope")], ["--from", str(tmp_path)], ["-n", "0"], ["--cpus", "0"], ["--gpus", "-1"],
+           ["--config", "missing.yaml"])
+    for args in bad:
         r = run_cli("plan", *args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert r.stderr.strip().startswith("datagen: error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
