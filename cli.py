@@ -95,7 +95,7 @@ def status(
     """Per stage: shards done / failed / pending, samples in and out, rejections by reason."""
     from datagen.paths import RunPaths
     from datagen.run import load_run_config
-    from datagen.status import collect_status, final_kept, render_status, subjects_histogram
+    from datagen.status import collect_status, final_kept, render_status, requested_subjects, subjects_histogram
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a datagen run (no such directory)")
@@ -110,6 +110,7 @@ def status(
             "final_shards": done,
             "kept": kept,
             "subjects_histogram": subjects_histogram(cfg, paths),
+            "requested_subjects_histogram": requested_subjects(cfg),
             "stages": [r.to_dict() for r in rows],
         }
         typer.echo(json.dumps(payload, indent=2))
@@ -130,6 +131,23 @@ def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) 
     typer.echo(f"{count} samples checked, {len(errors)} problems")
     if errors:
         raise typer.Exit(1)
+
+
+@app.command("tiny-models")
+def tiny_models(
+    out_dir: Annotated[Path, typer.Argument(help="Where to build them: DIR/<model id> for each model.")],
+    only: Annotated[list[str] | None, typer.Option("--only", help="Build only this model id (repeatable).")] = None,
+) -> None:
+    """Build tiny random-weight copies of the real models offline, for tests and configs/tiny.yaml."""
+    from datagen.models.tiny import BUILDERS, build_tiny_models
+
+    unknown = [m for m in only or [] if m not in BUILDERS]
+    if unknown:
+        raise UserError(f"--only {unknown[0]}: not a model datagen builds (known: {', '.join(BUILDERS)})")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    build_tiny_models(out_dir, only, say=typer.echo)
+    typer.echo(f"use them with: --set models_dir={out_dir}")
 
 
 @app.command()

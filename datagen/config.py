@@ -68,10 +68,74 @@ class StageConfig(Strict):
     cost: CostConfig = Field(default_factory=CostConfig)
 
 
-class PromptsConfig(StageConfig):
+DType = Literal["bfloat16", "float16", "float32", "auto"]
+
+DEFAULT_THEMES = [
+    "a cluttered workshop", "a picnic", "a child's bedroom", "a kitchen counter", "a street market",
+    "a camping trip", "an artist's desk", "a garden party", "a science classroom", "a beach day",
+    "a music studio", "a cafe table", "a hiking trail", "a toy shop window", "a home office",
+]
+DEFAULT_BACKGROUNDS = [
+    "a sunlit wooden floor", "a grassy park", "a marble countertop", "a sandy beach", "a city sidewalk",
+    "a snowy field", "a cozy living room", "a plain studio backdrop", "a forest clearing", "a tiled kitchen",
+    "a rooftop terrace", "a library", "a garage", "a lakeside dock", "a desert road",
+]
+DEFAULT_REPOSE_TEMPLATES = [
+    "Show the {name} from a different angle, on a plain light grey background, same identity.",
+    "Rotate the {name} to face the camera from the side, soft studio lighting, plain background.",
+    "Show the {name} from above at a three-quarter view, relit with warm light, plain background.",
+    "Turn the {name} around to show it from behind at an angle, cool daylight, plain background.",
+]
+
+
+class ModelBackend(Strict):
+    """Where a real backend's weights come from and how they run. Recorded in each sample."""
+
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit) of the model")
+    dtype: DType = "bfloat16"
+    device: str = Field("auto", description="'auto': the GPU Ray gave the worker, else the CPU")
+    trust_remote_code: bool = Field(False, description="run code shipped with the model: only for models you trust")
+
+
+class PromptLimits(Strict):
+    """What an LLM answer must look like; the JSON schema and the validator both use these."""
+
+    prompt_max_chars: int = Field(600, ge=16)
+    background_max_chars: int = Field(160, ge=4)
+    name_max_chars: int = Field(32, ge=2)
+    caption_min_chars: int = Field(3, ge=1)
+    caption_max_chars: int = Field(120, ge=4)
+
+
+class VLLMConfig(Strict):
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_model_len: int = Field(4096, ge=256)
+
+
+class PromptsConfig(StageConfig, ModelBackend):
     backend: Literal["procedural", "transformers", "vllm"] = "procedural"
-    model: str | None = None
+    model: str = Field("Qwen/Qwen3-8B", description="LLM backends: hub id or local path")
     num_subjects: tuple[int, int] = (3, 10)
+    subject_count_weights: dict[int, float] | None = Field(
+        None, description="relative weight of each subject count N (default: uniform over num_subjects)"
+    )
+    themes: list[str] = Field(default_factory=lambda: list(DEFAULT_THEMES), min_length=1)
+    backgrounds: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKGROUNDS), min_length=1)
+    dedup: bool = Field(True, description="reject a sample whose normalised prompt another sample of the run has")
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.8, gt=0, le=1)
+    top_k: int = Field(20, ge=0)
+    max_new_tokens: int = Field(1024, ge=16)
+    validation_retries: int = Field(2, ge=0, description="new drafts for an answer that fails validation")
+    limits: PromptLimits = Field(default_factory=PromptLimits)
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+    layout: Literal["none", "procedural"] = Field(
+        "none",
+        description="LLM backends: also lay the subjects out in the procedural world, so the procedural "
+        "segment/depth oracles can follow a real t2i (a plumbing test: their masks describe the layout, "
+        "not the generated image)",
+    )
 
     @field_validator("num_subjects")
     @classmethod
@@ -80,11 +144,31 @@ class PromptsConfig(StageConfig):
             raise ValueError("must be [min, max] with 1 <= min <= max <= 10")
         return v
 
+    @model_validator(mode="after")
+    def _weights(self) -> PromptsConfig:
+        w = self.subject_count_weights
+        if w is not None:
+            lo, hi = self.num_subjects
+            outside = [n for n in w if not lo <= n <= hi]
+            if outside:
+                raise ValueError(f"subject_count_weights: count {outside[0]} is outside num_subjects [{lo}, {hi}]")
+            if any(v < 0 for v in w.values()) or sum(w.values()) <= 0:
+                raise ValueError("subject_count_weights: weights must be >= 0 with a positive sum")
+        return self
 
-class T2IConfig(StageConfig):
-    backend: Literal["procedural", "diffusers"] = "procedural"
-    model: str | None = None
+
+class DiffusionConfig(ModelBackend):
+    """Settings shared by the diffusers backends."""
+
     steps: int = Field(28, ge=1)
+    max_sequence_length: int = Field(512, ge=16, le=512, description="T5 tokens of the prompt")
+    cpu_offload: bool = Field(False, description="enable_model_cpu_offload: fits one GPU with less memory, slower")
+    compile: bool = Field(False, description="torch.compile the transformer (slow first batch, faster after)")
+
+
+class T2IConfig(StageConfig, DiffusionConfig):
+    backend: Literal["procedural", "diffusers"] = "procedural"
+    model: str = Field("black-forest-labs/FLUX.1-dev", description="diffusers: any text-to-image pipeline id or path")
     guidance: float = 3.5
 
 
@@ -107,12 +191,29 @@ class BoxesConfig(StageConfig):
     fit: BoxFitConfig = Field(default_factory=BoxFitConfig)
 
 
-class ReposeConfig(StageConfig):
+class ReposeConfig(StageConfig, DiffusionConfig):
     backend: Literal["procedural", "diffusers"] = "procedural"
-    model: str | None = None
+    model: str = Field("black-forest-labs/FLUX.1-Kontext-dev", description="diffusers: a FLUX.1 Kontext pipeline")
     identity_size: int = Field(256, ge=16, le=2048)
-    steps: int = Field(28, ge=1)
     guidance: float = 2.5
+    templates: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REPOSE_TEMPLATES),
+        min_length=1,
+        description="edit instructions; {name} becomes the subject's name; one drawn per subject",
+    )
+    subject_fill: float = Field(0.85, gt=0, le=1, description="share of the square input the subject's longer side fills")
+    background_grey: int = Field(200, ge=0, le=255, description="the neutral background of the edit input")
+    subjects_per_call: int = Field(8, ge=1, description="subjects edited per pipeline call, across samples")
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, v: list[str]) -> list[str]:
+        for t in v:
+            try:
+                t.format(name="x")
+            except (KeyError, IndexError, ValueError):
+                raise ValueError(f"template {t!r}: only the field {{name}} may appear") from None
+        return v
 
 
 class FilterConfig(StageConfig):
@@ -237,6 +338,9 @@ class RayConfig(Strict):
 
 
 class RunConfig(Strict):
+    models_dir: str | None = Field(
+        None, description="a directory of models by id (models_dir/Qwen/Qwen3-8B): used before the hub cache"
+    )
     run: RunSection = Field(default_factory=RunSection)
     world: WorldConfig = Field(default_factory=WorldConfig)
     filters: FilterRules = Field(default_factory=FilterRules)
@@ -257,6 +361,7 @@ class RunConfig(Strict):
         """What determines the samples: everything but execution settings, costs and the run size."""
         d = self.model_dump(mode="json")
         d.pop("ray")
+        d.pop("models_dir")  # where weights are found, not which: ids and revisions stay in
         d["run"].pop("num_samples")  # the size of a run, not what one sample looks like
         d["run"].pop("name")  # a label
         for name in STAGE_NAMES:

@@ -21,6 +21,14 @@ def run_id(cfg: RunConfig) -> str:
     return f"{cfg.run.name}-{cfg.config_sha256()[:12]}"
 
 
+def generation_meta(s: Sample) -> dict[str, Any]:
+    made = s.meta.get("generation", {})
+    out: dict[str, Any] = {"seed": s.seed, "models": made.get("models", {})}
+    if made.get("settings"):
+        out["settings"] = made["settings"]
+    return out
+
+
 def final_meta(s: Sample, cfg: RunConfig) -> dict[str, Any]:
     subjects = []
     for i, subj in enumerate(s.subjects):
@@ -36,7 +44,7 @@ def final_meta(s: Sample, cfg: RunConfig) -> dict[str, Any]:
         "subjects": subjects,
         "camera": s.meta["camera"],
         "depth": s.meta["depth"],
-        "generation": {"seed": s.seed, "models": s.meta.get("generation", {}).get("models", {})},
+        "generation": generation_meta(s),
         "provenance": {"run_id": run_id(cfg), "config_sha256": cfg.config_sha256(), "datagen_version": __version__},
         "filter": {
             "requested_subjects": s.meta.get("requested_subjects", len(subjects)),

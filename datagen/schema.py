@@ -7,7 +7,7 @@ defines keys or field names.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +96,8 @@ class DepthInfo(_Strict):
 class Generation(_Strict):
     seed: int
     models: dict[str, str]
+    # Per stage with a real model: model id, revision, dtype and the sampling settings.
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class Provenance(_Strict):

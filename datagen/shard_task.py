@@ -74,6 +74,7 @@ class ShardStageRunner:
         self.cfg = cfg
         self.paths = RunPaths(Path(run_dir))
         self.stage = build_stage(stage_name, cfg)
+        self.stage.bind_run(self.paths.root)
         self.order = cfg.stages.order
         self.is_final = stage_name == self.order[-1]
         self._ready = False
@@ -130,9 +131,12 @@ class ShardStageRunner:
                 f"{errors} of {len(samples)} samples raised (more than exec.max_error_share="
                 f"{self.stage.cfg.exec.max_error_share}); see the run log for tracebacks"
             )
-        model = self.stage.model_name()
+        model, settings = self.stage.model_name(), self.stage.generation_settings()
         for s in kept:
-            s.meta.setdefault("generation", {}).setdefault("models", {})[name] = model
+            generation = s.meta.setdefault("generation", {})
+            generation.setdefault("models", {})[name] = model
+            if settings:
+                generation.setdefault("settings", {})[name] = settings
         marker: dict[str, Any] = {
             "stage": name,
             "shard": shard,

@@ -41,6 +41,10 @@ class SimulatedStage(Stage):
     def setup(self) -> None:
         self.inner.setup()
 
+    def bind_run(self, run_dir: Path) -> None:
+        super().bind_run(run_dir)
+        self.inner.bind_run(run_dir)
+
     def model_name(self) -> str:
         return f"simulated:{super().model_name()}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from datagen.filters import subject_count_reason
@@ -9,6 +10,8 @@ from datagen.sample import Rejected, Sample
 
 # Key of a deferred verdict: on a subject (drop it) or in a sample's meta (reject it).
 PENDING = "pending_rejection"
+# Backends that load no model: `model` in their config is not what made the output.
+NO_MODEL_BACKENDS = ("procedural", "open3d", "rules")
 
 if TYPE_CHECKING:
     from datagen.config import RunConfig, StageConfig
@@ -35,9 +38,18 @@ class Stage:
     def __init__(self, cfg: RunConfig) -> None:
         self.run_cfg = cfg
         self.cfg = cfg.stages.stage(self.name)
+        self.run_dir: Path | None = None
+
+    def bind_run(self, run_dir: Path) -> None:
+        """The run directory, for stages that keep run-wide state (prompt dedup claims)."""
+        self.run_dir = run_dir
 
     def setup(self) -> None:
         """Load models. Called once per worker, before the first batch."""
+
+    def generation_settings(self) -> dict | None:
+        """Model id, revision, dtype and sampling settings, for `generation.settings` (real backends)."""
+        return None
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         raise NotImplementedError
@@ -47,7 +59,7 @@ class Stage:
         cfg: StageConfig = self.cfg
         model = getattr(cfg, "model", None)
         backend = getattr(cfg, "backend", "")
-        return f"{backend}:{model}" if model else backend
+        return f"{backend}:{model}" if model and backend not in NO_MODEL_BACKENDS else backend
 
     def reject(self, sample: Sample, reason: str) -> Rejected:
         return Rejected(sample.key, self.name, reason)

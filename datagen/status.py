@@ -87,6 +87,14 @@ def subjects_histogram(cfg: RunConfig, paths: RunPaths) -> dict[str, int]:
     return {k: hist[k] for k in sorted(hist, key=int)}
 
 
+def requested_subjects(cfg: RunConfig) -> dict[str, int]:
+    """The subject count asked of the prompts stage, for every sample of the run."""
+    from datagen.diversity import requested_histogram
+    from datagen.seeds import sample_seed
+
+    return requested_histogram(cfg.stages.prompts, [sample_seed(cfg.run.seed, i) for i in range(cfg.run.num_samples)])
+
+
 def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> str:
     """A plain-text table: readable in a terminal and in logs."""
     kept, done = final_kept(cfg, paths)
@@ -105,7 +113,10 @@ def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> s
     lines.append(f"final: {done}/{cfg.num_shards} shards, {kept} samples kept")
     hist = subjects_histogram(cfg, paths)
     if hist:
-        lines.append("subjects per kept sample: " + ", ".join(f"{k}:{v}" for k, v in hist.items()))
+        requested = requested_subjects(cfg)
+        lines.append("subjects per sample   requested -> kept")
+        for n in sorted(set(requested) | set(hist), key=int):
+            lines.append(f"  {n:>2} subjects          {requested.get(n, 0):>7} -> {hist.get(n, 0):>5}")
     for r in rows:
         for f in r.failures:
             lines.append(f"FAILED {r.stage} {f}")

@@ -20,6 +20,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# torch first, pinned: 2.13.0 is the CPU build this project's machines carry as a local file;
+# unpinned, pip would pull the newest CUDA build (GBs). Any torch >= 2.4 works: set
+# DATAGEN_TORCH=torch for the registry's build on a GPU machine.
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q "${DATAGEN_TORCH:-torch==2.13.0}"
+fi
 .venv/bin/python -m pip install -q -e ".[dev]"
 .venv/bin/python -c "import open3d, ray, datagen.stages" >/dev/null
 echo "datagen ready: .venv/bin/datagen" >&2

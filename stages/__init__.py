@@ -28,11 +28,31 @@ def validate_pipeline(cfg: RunConfig) -> None:
                 raise UserError(f"stages.order: {name} needs {needed} before it")
     if order[-1] != "filter":
         raise UserError("stages.order: filter must be the last stage (it writes the final shards)")
+    oracle_problem(cfg)
+    if cfg.stages.t2i.backend == "diffusers" and not simulated("t2i", cfg) and (cfg.run.width % 16 or cfg.run.height % 16):
+        raise UserError(f"run.width/height ({cfg.run.width}x{cfg.run.height}): the diffusers t2i needs multiples of 16")
     missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order if not simulated(name, cfg)) if e]
     if missing:
         from datagen import __version__
 
         raise BackendUnavailable(f"not available in datagen {__version__} yet: {'; '.join(missing)}")
+
+
+ORACLE_STAGES = ("t2i", "segment", "depth", "repose")
+
+
+def oracle_problem(cfg: RunConfig) -> None:
+    """Procedural t2i/segment/depth/repose read the procedural scene; something must lay one out."""
+    prompts = cfg.stages.prompts
+    if simulated("prompts", cfg) or prompts.backend == "procedural" or prompts.layout == "procedural":
+        return
+    for name in ORACLE_STAGES:
+        if getattr(cfg.stages.stage(name), "backend", None) == "procedural" and not simulated(name, cfg):
+            raise UserError(
+                f"stages.{name}.backend procedural reads the procedural world's scene, which the "
+                f"{prompts.backend} prompts backend does not make: set stages.prompts.layout: procedural "
+                f"(a plumbing test) or give {name} a real backend"
+            )
 
 
 def simulated(name: str, cfg: RunConfig) -> bool:

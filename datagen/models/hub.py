@@ -1,0 +1,72 @@
+"""Finding and loading model weights: lazy imports, model ids or local paths, one-line errors.
+
+A model is named by its hub id (`Qwen/Qwen3-8B`) or a local directory. With `models_dir`
+set, `models_dir/<id>` is used when it exists, so a mirror of the hub (or the tiny models of
+`datagen tiny-models`) serves the real ids unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from datagen.errors import BackendUnavailable, UserError
+
+T = TypeVar("T")
+
+# Which extra brings which module, for the one-line message when it is missing.
+EXTRA_OF = {
+    "torch": "llm",
+    "transformers": "llm",
+    "xgrammar": "llm",
+    "diffusers": "diffusion",
+    "vllm": "vllm",
+}
+
+
+def require(module: str, extra: str | None = None) -> Any:
+    """Import a heavy optional module, or fail in one line naming the extra that brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        extra = extra or EXTRA_OF.get(module.split(".")[0], module)
+        raise BackendUnavailable(
+            f"{module} is not installed ({e.__class__.__name__}: {e}); install it with: pip install 'datagen[{extra}]'"
+        ) from None
+
+
+def resolve_model(model: str, models_dir: str | None) -> str:
+    """A local directory for `model` if there is one, else the id itself (for the hub cache)."""
+    if models_dir:
+        local = Path(models_dir).expanduser() / model
+        if local.is_dir():
+            return str(local)
+    return model
+
+
+def load_model(stage: str, model: str, load: Callable[[], T]) -> T:
+    """Run a `from_pretrained` call; a missing or unknown model becomes one line naming both."""
+    try:
+        return load()
+    except (OSError, ValueError, EnvironmentError) as e:
+        # OSError: not found offline / no such repo / missing files; ValueError: not a model of
+        # the expected kind (a config of another architecture).
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise UserError(f"stages.{stage}: cannot load model {model!r}: {first[:300]}") from None
+
+
+def torch_dtype(name: str) -> Any:
+    torch = require("torch")
+    if name == "auto":
+        return "auto"
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def pick_device(requested: str) -> str:
+    """'auto' is the first CUDA device Ray gave this worker, else the CPU."""
+    if requested != "auto":
+        return requested
+    torch = require("torch")
+    return "cuda" if torch.cuda.is_available() else "cpu"
