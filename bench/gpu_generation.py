@@ -16,8 +16,9 @@ attention, a warm-up before each timing and torch.cuda.synchronize around it. Pe
   seconds per prompt.
 Then each model's best batch size and `goals`: FLUX.1-dev <= 4.0 s per image, Kontext <= 2.0 s
 per identity, LLM seconds per prompt an order of magnitude below FLUX's seconds per image. A
-batch size that runs out of GPU memory is recorded as "oom". --tiny runs toy configs of the same
-code on the CPU in float32 (seconds) and marks the JSON "tiny": true.
+batch size that runs out of GPU memory is recorded as "oom". --tiny runs toy configs through the
+same code in seconds (on the CPU in float32; on the GPU in bf16 where there is one) and marks the
+JSON "tiny": true.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import gc
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,31 +40,33 @@ RESULTS = ROOT / "bench" / "results"
 # Published configs (black-forest-labs/FLUX.1-dev transformer/ and vae/, google/t5-v1_1-xxl,
 # openai/clip-vit-large-patch14, Qwen/Qwen3-8B), trimmed to the fields that set the compute.
 FULL = {
-    "transformer": dict(
-        patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-        num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-        guidance_embeds=True, axes_dims_rope=(16, 56, 56),
-    ),
-    "vae": dict(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, act_fn="silu", norm_num_groups=32, sample_size=1024,
-        use_quant_conv=False, use_post_quant_conv=False, scaling_factor=0.3611, shift_factor=0.1159,
-    ),
-    "t5": dict(
-        d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=32128,
-        feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
-        relative_attention_max_distance=128, layer_norm_epsilon=1e-6, tie_word_embeddings=False,
-    ),
-    "clip": dict(
-        vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-        num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-    ),
-    "qwen3": dict(
-        vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=128, rope_theta=1_000_000,
-        max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=False,
-    ),
+    "transformer": {
+        "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38,
+        "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 4096,
+        "pooled_projection_dim": 768, "guidance_embeds": True, "axes_dims_rope": (16, 56, 56),
+    },
+    "vae": {
+        "in_channels": 3, "out_channels": 3, "latent_channels": 16,
+        "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
+        "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
+        "act_fn": "silu", "norm_num_groups": 32, "sample_size": 1024, "use_quant_conv": False,
+        "use_post_quant_conv": False, "scaling_factor": 0.3611, "shift_factor": 0.1159,
+    },
+    "t5": {
+        "d_model": 4096, "d_ff": 10240, "num_layers": 24, "num_heads": 64, "d_kv": 64, "vocab_size": 32128,
+        "feed_forward_proj": "gated-gelu", "relative_attention_num_buckets": 32,
+        "relative_attention_max_distance": 128, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": False,
+    },
+    "clip": {
+        "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+        "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+        "projection_dim": 768,
+    },
+    "qwen3": {
+        "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "rope_theta": 1_000_000,
+        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
+    },
     # FluxPipeline's max_sequence_length and CLIP's context length.
     "t5_tokens": 512,
     "clip_tokens": 77,
@@ -70,22 +74,31 @@ FULL = {
 
 # Same code paths, toy widths: the smoke test checks the plumbing, not the figures.
 TINY = {
-    "transformer": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6)),
-    "vae": dict(block_out_channels=(16, 32), layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2,
-                up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, sample_size=64),
-    "t5": dict(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=1000),
-    "clip": dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                 num_attention_heads=2, max_position_embeddings=16, projection_dim=32, bos_token_id=0, eos_token_id=1),
-    "qwen3": dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                  num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512),
+    "transformer": {
+        "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
+        "joint_attention_dim": 32, "pooled_projection_dim": 32, "axes_dims_rope": (4, 6, 6),
+    },
+    "vae": {
+        "block_out_channels": (16, 32), "layers_per_block": 1, "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2, "norm_num_groups": 8, "sample_size": 64,
+    },
+    "t5": {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 1000},
+    "clip": {
+        "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "max_position_embeddings": 16, "projection_dim": 32,
+        "bos_token_id": 0, "eos_token_id": 1,  # CLIP's own ids lie outside a 1000-token vocabulary
+    },
+    "qwen3": {
+        "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 512,
+    },
     "t5_tokens": 16,
     "clip_tokens": 16,
 }
 
 # Settings: full size, then what --tiny changes when the flag is not given explicitly.
-DEFAULTS = dict(steps=28, size=1024, identity_size=512, prompt_tokens=300, new_tokens=300)
-TINY_DEFAULTS = dict(steps=2, size=64, identity_size=32, prompt_tokens=16, new_tokens=8)
+DEFAULTS = {"steps": 28, "size": 1024, "identity_size": 512, "prompt_tokens": 300, "new_tokens": 300}
+TINY_DEFAULTS = {"steps": 2, "size": 64, "identity_size": 32, "prompt_tokens": 16, "new_tokens": 8}
 
 # Guidance as configs/sigma_set27k.yaml runs them (t2i 3.5, repose 2.5); it does not change compute.
 FLUX_GUIDANCE, KONTEXT_GUIDANCE = 3.5, 2.5
@@ -211,13 +224,13 @@ def image_ids(grid: int, index: int = 0) -> torch.Tensor:
 def conditioning(spec: dict, b: int, img_ids: torch.Tensor, guidance: float, device, dtype) -> dict:
     """Transformer inputs besides the latents: T5 tokens, CLIP pooled vector, ids, guidance."""
     t5_dim, pooled_dim = spec["transformer"]["joint_attention_dim"], spec["transformer"]["pooled_projection_dim"]
-    return dict(
-        encoder_hidden_states=torch.randn(b, spec["t5_tokens"], t5_dim, device=device, dtype=dtype),
-        pooled_projections=torch.randn(b, pooled_dim, device=device, dtype=dtype),
-        guidance=torch.full((b,), guidance, device=device, dtype=torch.float32),
-        txt_ids=torch.zeros(spec["t5_tokens"], 3, device=device, dtype=dtype),
-        img_ids=img_ids.to(device=device, dtype=dtype),
-    )
+    return {
+        "encoder_hidden_states": torch.randn(b, spec["t5_tokens"], t5_dim, device=device, dtype=dtype),
+        "pooled_projections": torch.randn(b, pooled_dim, device=device, dtype=dtype),
+        "guidance": torch.full((b,), guidance, device=device, dtype=torch.float32),
+        "txt_ids": torch.zeros(spec["t5_tokens"], 3, device=device, dtype=dtype),
+        "img_ids": img_ids.to(device=device, dtype=dtype),
+    }
 
 
 def denoise(transformer, latents: torch.Tensor, context: torch.Tensor | None, cond: dict, steps: int) -> torch.Tensor:
@@ -250,9 +263,9 @@ def build_text_encoders(spec: dict, device, dtype):
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     with build_on(device, dtype):
-        t5 = T5EncoderModel._from_config(T5Config(**spec["t5"]), dtype=dtype).eval()
-        clip = CLIPTextModel._from_config(CLIPTextConfig(**spec["clip"]), dtype=dtype, attn_implementation="sdpa").eval()
-    return t5, clip
+        t5 = T5EncoderModel._from_config(T5Config(**spec["t5"]), dtype=dtype)
+        clip = CLIPTextModel._from_config(CLIPTextConfig(**spec["clip"]), dtype=dtype, attn_implementation="sdpa")
+    return t5.eval(), clip.eval()
 
 
 def build_flux(spec: dict, device, dtype):
@@ -268,7 +281,8 @@ def build_llm(spec: dict, device, dtype):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     with build_on(device, dtype):
-        return Qwen3ForCausalLM._from_config(Qwen3Config(**spec["qwen3"]), dtype=dtype, attn_implementation="sdpa").eval()
+        model = Qwen3ForCausalLM._from_config(Qwen3Config(**spec["qwen3"]), dtype=dtype, attn_implementation="sdpa")
+    return model.eval()
 
 
 # ---------------------------------------------------------------- measurements
@@ -302,7 +316,8 @@ def run_t2i(transformer, vae, spec: dict, b: int, args, device, dtype) -> dict:
 def run_kontext(transformer, vae, spec: dict, b: int, args, device, dtype) -> dict:
     s = args.identity_size
     grid = s // vae_scale(vae)
-    cond = conditioning(spec, b, torch.cat([image_ids(grid), image_ids(grid, index=1)]), KONTEXT_GUIDANCE, device, dtype)
+    ids = torch.cat([image_ids(grid), image_ids(grid, index=1)])  # target tokens, then the context image's
+    cond = conditioning(spec, b, ids, KONTEXT_GUIDANCE, device, dtype)
     images = torch.rand(b, 3, s, s, device=device, dtype=dtype) * 2 - 1
     noise = torch.randn(b, (grid // 2) ** 2, spec["transformer"]["in_channels"], device=device, dtype=dtype)
 
@@ -322,7 +337,7 @@ def run_kontext(transformer, vae, spec: dict, b: int, args, device, dtype) -> di
 def run_llm(model, spec: dict, b: int, args, device) -> dict:
     ids = torch.randint(2, spec["qwen3"]["vocab_size"], (b, args.prompt_tokens), device=device)
     # min_new_tokens = max_new_tokens: random weights must not stop early on an EOS.
-    kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0, eos_token_id=1)
+    kw = {"attention_mask": torch.ones_like(ids), "do_sample": False, "pad_token_id": 0, "eos_token_id": 1}
     model.generate(ids, max_new_tokens=2, min_new_tokens=2, **kw)  # warm-up
     reset_peak(device)
     n = args.new_tokens
@@ -341,43 +356,57 @@ def finish(parts: dict | str, text: dict | str, per: str, b: int) -> dict | str:
     return sig(row)
 
 
-def image_models(spec: dict, args, device, dtype) -> dict:
-    """flux and kontext: text encoders first and freed, then the transformer and VAE shared by both."""
-    bs = args.batch_sizes
+def text_encoders(spec: dict, args, device, dtype) -> tuple[dict, dict]:
+    """T5 + CLIP seconds per batch size. The encoders die with this frame, before FLUX loads."""
     t5, clip = build_text_encoders(spec, device, dtype)
-    text_params = {"t5": n_params(t5), "clip": n_params(clip)}
+    params = {"t5": n_params(t5), "clip": n_params(clip)}
     with torch.inference_mode():
-        text = per_batch("text_encoders", bs, lambda b: run_text(t5, clip, spec, b, device), device)
-    del t5, clip
-    free(device)
+        text = per_batch("text_encoders", args.batch_sizes, lambda b: run_text(t5, clip, spec, b, device), device)
+    return params, text
 
+
+def image_section(name: str, run, text: dict, per: str, args, device) -> dict:
+    """run(b) per batch size, the text encoders added, and the best batch size per image/identity."""
+    raw = per_batch(name, args.batch_sizes, run, device)
+    batches = {k: finish(raw[k], text[k], per, int(k)) for k in raw}
+    b, s = best(batches, per)
+    return {"steps": args.steps, "batches": batches, "best_batch_size": b, f"best_{per}": s}
+
+
+def diffusion(spec: dict, args, text: dict, params: dict, device, dtype) -> dict:
+    """flux and kontext on one transformer and VAE: the same weights, built once."""
     transformer, vae = build_flux(spec, device, dtype)
-    params = {"transformer": n_params(transformer), "vae": n_params(vae), **text_params}
+    params = {"transformer": n_params(transformer), "vae": n_params(vae), **params}
     out = {}
     with torch.inference_mode():
         if "flux" in args.only:
-            raw = per_batch("flux", bs, lambda b: run_t2i(transformer, vae, spec, b, args, device, dtype), device)
-            batches = {k: finish(raw[k], text[k], "s_per_image", int(k)) for k in raw}
-            b, s = best(batches, "s_per_image")
-            out["flux"] = {"size": args.size, "steps": args.steps, "params": params, "batches": batches,
-                           "best_batch_size": b, "best_s_per_image": s}
+            t2i = partial(run_t2i, transformer, vae, spec, args=args, device=device, dtype=dtype)
+            out["flux"] = {"size": args.size, "params": params,
+                           **image_section("flux", t2i, text, "s_per_image", args, device)}
         if "kontext" in args.only:
-            raw = per_batch("kontext", bs, lambda b: run_kontext(transformer, vae, spec, b, args, device, dtype), device)
-            batches = {k: finish(raw[k], text[k], "s_per_identity", int(k)) for k in raw}
-            b, s = best(batches, "s_per_identity")
-            out["kontext"] = {"identity_size": args.identity_size, "steps": args.steps, "params": params,
-                              "batches": batches, "best_batch_size": b, "best_s_per_identity": s}
-    del transformer, vae
+            edit = partial(run_kontext, transformer, vae, spec, args=args, device=device, dtype=dtype)
+            out["kontext"] = {"identity_size": args.identity_size, "params": params,
+                              **image_section("kontext", edit, text, "s_per_identity", args, device)}
+    return out
+
+
+def image_models(spec: dict, args, device, dtype) -> dict:
+    text_params, text = text_encoders(spec, args, device, dtype)
+    free(device)
+    out = diffusion(spec, args, text, text_params, device, dtype)
     free(device)
     return out
 
 
-def llm(spec: dict, args, device, dtype) -> dict:
+def llm_batches(spec: dict, args, device, dtype) -> tuple[int, dict]:
     model = build_llm(spec, device, dtype)
-    params = n_params(model)
     with torch.inference_mode():
         batches = per_batch("llm", args.llm_batch_sizes, lambda b: run_llm(model, spec, b, args, device), device)
-    del model
+    return n_params(model), batches
+
+
+def llm(spec: dict, args, device, dtype) -> dict:
+    params, batches = llm_batches(spec, args, device, dtype)
     free(device)
     b, s = best(batches, "s_per_prompt")
     return {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "params": params,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,13 +141,43 @@ def run_on_ray(
             num_gpus=pool.gpus or None,
         )
     outcomes: list[Outcome] = []
-    for row in ds.iter_rows():
-        for o in json.loads(row["outcomes"]):
-            outcome = Outcome(**o)
-            outcomes.append(outcome)
-            if on_outcome:
-                on_outcome(outcome)
+    try:
+        for row in ds.iter_rows():
+            for o in json.loads(row["outcomes"]):
+                outcome = Outcome(**o)
+                outcomes.append(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+    except Exception as e:
+        # A worker that cannot start (a model that does not load) is a user error: say it in
+        # one line, not as Ray's chain of tracebacks.
+        message = user_error_message(e)
+        if message is None:
+            raise
+        raise UserError(message) from None
     return outcomes
+
+
+_USER_ERROR_RE = re.compile(r"datagen\.errors\.(?:UserError|BackendUnavailable): (.+)")
+
+
+def user_error_message(e: BaseException) -> str | None:
+    """The message of a datagen UserError raised inside a Ray worker, if that is what failed."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [e]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        cause = getattr(err, "cause", None)  # RayTaskError keeps the worker's exception here
+        if isinstance(cause, UserError):
+            return str(cause).splitlines()[0]
+        found = _USER_ERROR_RE.search(str(err))
+        if found:
+            return found.group(1).strip()
+        stack.extend([err.__cause__, err.__context__, cause if isinstance(cause, BaseException) else None])
+    return None
 
 
 def shutdown_ray() -> None:

@@ -31,11 +31,24 @@ def validate_pipeline(cfg: RunConfig) -> None:
     oracle_problem(cfg)
     if cfg.stages.t2i.backend == "diffusers" and not simulated("t2i", cfg) and (cfg.run.width % 16 or cfg.run.height % 16):
         raise UserError(f"run.width/height ({cfg.run.width}x{cfg.run.height}): the diffusers t2i needs multiples of 16")
+    models = [e for e in (stage_model_problem(name, cfg) for name in order if not simulated(name, cfg)) if e]
+    if models:
+        raise UserError(models[0])
     missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order if not simulated(name, cfg)) if e]
     if missing:
         from datagen import __version__
 
         raise BackendUnavailable(f"not available in datagen {__version__} yet: {'; '.join(missing)}")
+
+
+def stage_model_problem(name: str, cfg: RunConfig) -> str | None:
+    from datagen.models.hub import EXTRA_OF_BACKEND, model_problem
+
+    c = cfg.stages.stage(name)
+    backend = getattr(c, "backend", None)
+    if backend not in EXTRA_OF_BACKEND or not hasattr(c, "model"):
+        return None
+    return model_problem(name, backend, c.model, c.revision, cfg.models_dir)
 
 
 ORACLE_STAGES = ("t2i", "segment", "depth", "repose")

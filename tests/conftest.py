@@ -27,3 +27,20 @@ def small_cfg() -> RunConfig:
 @pytest.fixture
 def demo_cfg() -> RunConfig:
     return build_config(yaml.safe_load((bundled_config_dir() / "demo.yaml").read_text()), "demo.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Tiny random-weight Qwen3, FLUX.1 [dev] and FLUX.1 Kontext, built offline once per session."""
+    from datagen.models.tiny import build_tiny_models
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_models(root, say=lambda _: None)
+    return root
+
+
+@pytest.fixture
+def tiny_cfg(tiny_models) -> RunConfig:
+    data = yaml.safe_load((bundled_config_dir() / "tiny.yaml").read_text())
+    data["models_dir"] = str(tiny_models)
+    return build_config(data, "tiny.yaml")

@@ -8,6 +8,8 @@ set, `models_dir/<id>` is used when it exists, so a mirror of the hub (or the ti
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,11 +48,44 @@ def resolve_model(model: str, models_dir: str | None) -> str:
     return model
 
 
+# The file every model of a kind has at its root: what `model_problem` looks for.
+MARKER_FILE = {"transformers": "config.json", "vllm": "config.json", "diffusers": "model_index.json"}
+EXTRA_OF_BACKEND = {"transformers": ("llm", "transformers"), "vllm": ("vllm", "vllm"), "diffusers": ("diffusion", "diffusers")}
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def model_problem(stage: str, backend: str, model: str, revision: str | None, models_dir: str | None) -> str | None:
+    """Why a stage's model cannot load, checked before any worker starts; None if it may.
+
+    Offline (HF_HUB_OFFLINE=1) a model must be a local directory or in the hub cache; online
+    a hub id may still download, so only its extra is checked.
+    """
+    extra, module = EXTRA_OF_BACKEND[backend]
+    if importlib.util.find_spec(module) is None:
+        return f"stages.{stage}: backend {backend} needs {module}: pip install 'datagen[{extra}]'"
+    path = resolve_model(model, models_dir)
+    if Path(path).expanduser().is_dir():
+        return None
+    looks_local = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+    if looks_local:
+        return f"stages.{stage}: model {model!r}: no such directory"
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(model, MARKER_FILE[backend], revision=revision), str):
+            where = f"models_dir ({models_dir}), " if models_dir else ""
+            return f"stages.{stage}: model {model!r} is not in {where}the hub cache, and HF_HUB_OFFLINE is set"
+    return None
+
+
 def load_model(stage: str, model: str, load: Callable[[], T]) -> T:
     """Run a `from_pretrained` call; a missing or unknown model becomes one line naming both."""
     try:
         return load()
-    except (OSError, ValueError, EnvironmentError) as e:
+    except (OSError, ValueError) as e:
         # OSError: not found offline / no such repo / missing files; ValueError: not a model of
         # the expected kind (a config of another architecture).
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__

@@ -1,0 +1,75 @@
+"""Subject counts, themes and near-duplicate prompts."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from datagen.config import PromptsConfig, UserError, build_config
+from datagen.diversity import PromptRegistry, count_distribution, draw_theme, normalise_prompt, subject_count
+from datagen.sample import Rejected, Sample
+from datagen.seeds import sample_seed
+from datagen.stages import build_stage
+
+
+def test_default_counts_are_uniform_over_3_to_10():
+    cfg = PromptsConfig()
+    counts = Counter(subject_count(cfg, sample_seed(0, i)) for i in range(8000))
+    assert set(counts) == set(range(3, 11))
+    assert all(abs(c / 8000 - 1 / 8) < 0.02 for c in counts.values())
+
+
+def test_weights_shape_the_distribution_and_are_checked():
+    cfg = PromptsConfig(num_subjects=(3, 10), subject_count_weights={3: 0, 8: 1, 9: 1, 10: 2})
+    assert count_distribution(cfg) == {8: 0.25, 9: 0.25, 10: 0.5}
+    counts = Counter(subject_count(cfg, sample_seed(1, i)) for i in range(4000))
+    assert set(counts) == {8, 9, 10} and abs(counts[10] / 4000 - 0.5) < 0.03
+    with pytest.raises(UserError, match="subject_count_weights: count 2 is outside"):
+        build_config({"stages": {"prompts": {"subject_count_weights": {2: 1.0}}}}, "x.yaml")
+
+
+def test_themes_are_seeded_and_a_retry_draws_afresh():
+    cfg = PromptsConfig()
+    assert draw_theme(cfg, 42) == draw_theme(cfg, 42)
+    draws = {draw_theme(cfg, 42, attempt) for attempt in range(8)}
+    assert len(draws) > 1
+    assert len({draw_theme(cfg, sample_seed(0, i)) for i in range(200)}) > 50
+
+
+def test_normalisation_ignores_case_punctuation_accents_and_articles():
+    assert normalise_prompt("A Red cube, and THE café!") == normalise_prompt("a red  cube and a cafe")
+    assert normalise_prompt("a red cube") != normalise_prompt("a blue cube")
+
+
+def test_first_claim_wins_and_a_retried_sample_keeps_its_own(tmp_path: Path):
+    reg = PromptRegistry(tmp_path)
+    assert reg.claim("A red cube.", "000000_000001") == "000000_000001"
+    assert reg.claim("a RED cube", "000003_000007") == "000000_000001"
+    assert reg.claim("A red cube.", "000000_000001") == "000000_000001"
+
+
+def _claim(args):
+    root, key = args
+    return PromptRegistry(Path(root)).claim("the same prompt", key)
+
+
+def test_concurrent_claims_agree_on_one_owner(tmp_path: Path):
+    keys = [f"000000_{i:06d}" for i in range(16)]
+    with mp.get_context("spawn").Pool(4) as pool:
+        owners = pool.map(_claim, [(str(tmp_path), k) for k in keys])
+    assert len(set(owners)) == 1 and owners[0] in keys
+
+
+def test_prompts_stage_rejects_a_duplicate_of_another_shard(small_cfg, tmp_path: Path):
+    stage = build_stage("prompts", small_cfg)
+    stage.bind_run(tmp_path)
+    stage.setup()
+    first = stage.process_batch([Sample(index=0, shard=0, seed=sample_seed(0, 0))])[0]
+    assert isinstance(first, Sample)
+    twin = stage.process_batch([Sample(index=5, shard=1, seed=sample_seed(0, 0))])[0]  # same seed, same prompt
+    assert isinstance(twin, Rejected) and twin.reason == "duplicate_prompt"
+    again = stage.process_batch([Sample(index=0, shard=0, seed=sample_seed(0, 0))])[0]  # a retried shard
+    assert isinstance(again, Sample)

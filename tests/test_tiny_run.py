@@ -1,0 +1,66 @@
+"""`datagen tiny-models` then `datagen run --config configs/tiny.yaml`: every generative stage
+on its real backend (tiny random weights), end to end through Ray, offline."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+
+from helpers import _env, run_cli
+
+
+def offline_env() -> dict[str, str]:
+    env = _env()
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
+    return env
+
+
+def test_tiny_models_then_tiny_config_runs_end_to_end(tmp_path: Path):
+    models, run = tmp_path / "models", tmp_path / "run"
+    start = time.perf_counter()
+    built = run_cli("tiny-models", str(models), env=offline_env())
+    assert built.returncode == 0, built.stderr
+    assert time.perf_counter() - start < 60
+    for model_id in ("Qwen/Qwen3-8B", "black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-Kontext-dev"):
+        assert any((models / model_id).glob("**/*.safetensors")), model_id
+
+    done = run_cli("run", "--config", "tiny", "--set", f"models_dir={models}", "--out", str(run), timeout=600, env=offline_env())
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    status = json.loads(run_cli("status", str(run), "--json").stdout)
+    assert status["final_shards"] == status["num_shards"] == 2
+    assert status["kept"] > 0
+    for row in status["stages"]:
+        assert row["done"] == 2 and row["samples_in"] > 0, row  # every stage processed samples
+    requested = status["requested_subjects_histogram"]
+    assert sum(requested.values()) == 8 and set(requested) <= {"3", "4"}
+
+    check = run_cli("validate", str(run))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    with tarfile.open(next((run / "final").glob("shard-*.tar"))) as tar:
+        meta = next(json.load(io.BytesIO(tar.extractfile(m).read())) for m in tar if m.name.endswith(".json"))
+    gen = meta["generation"]
+    assert gen["models"]["prompts"] == "transformers:Qwen/Qwen3-8B"
+    assert gen["models"]["t2i"] == "diffusers:black-forest-labs/FLUX.1-dev"
+    assert gen["models"]["repose"] == "diffusers:black-forest-labs/FLUX.1-Kontext-dev"
+    assert gen["settings"]["t2i"]["pipeline"] == "FluxPipeline" and gen["settings"]["repose"]["dtype"] == "float32"
+    assert gen["settings"]["prompts"]["thinking"] is False
+
+    again = run_cli("run", "--config", "tiny", "--set", f"models_dir={models}", "--out", str(run), env=offline_env())
+    assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
+
+
+def test_a_missing_model_is_one_line_naming_stage_and_id(tmp_path: Path):
+    done = run_cli(
+        "run", "--config", "tiny", "--set", f"models_dir={tmp_path / 'empty'}", "--set", "run.num_samples=4",
+        "--executor", "local", "--out", str(tmp_path / "run"), env=offline_env(),
+    )  # fmt: skip
+    assert done.returncode != 0
+    err = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert any("stages.prompts: cannot load model 'Qwen/Qwen3-8B'" in line for line in err), done.stderr
