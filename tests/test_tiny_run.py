@@ -63,4 +63,24 @@ def test_a_missing_model_is_one_line_naming_stage_and_id(tmp_path: Path):
     assert done.returncode != 0
     err = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr
-    assert any("stages.prompts: cannot load model 'Qwen/Qwen3-8B'" in line for line in err), done.stderr
+    # Named before any worker starts (offline, not in models_dir nor the cache).
+    assert err[-1] == (
+        f"datagen: error: stages.prompts: model 'Qwen/Qwen3-8B' is not in models_dir ({tmp_path / 'empty'}), "
+        "the hub cache, and HF_HUB_OFFLINE is set"
+    ), done.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_a_model_that_fails_to_load_in_a_ray_worker_is_one_line(tmp_path: Path):
+    models = tmp_path / "models"
+    assert run_cli("tiny-models", str(models), "--only", "black-forest-labs/FLUX.1-dev", "--only",
+                   "black-forest-labs/FLUX.1-Kontext-dev", env=offline_env()).returncode == 0
+    broken = models / "Qwen" / "Qwen3-8B"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text("{}")  # passes the preflight, fails in the worker
+    done = run_cli(
+        "run", "--config", "tiny", "--set", f"models_dir={models}", "--set", "run.num_samples=4",
+        "--out", str(tmp_path / "run"), env=offline_env(),
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("datagen: error: stages.prompts: cannot load model 'Qwen/Qwen3-8B'")

@@ -21,7 +21,7 @@ def _load(stage: str, cfg: Any, models_dir: str | None, cls: Any) -> Any:
     path = resolve_model(cfg.model, models_dir)
     kw: dict[str, Any] = {"revision": cfg.revision}
     if cfg.dtype != "auto":
-        kw["torch_dtype"] = torch_dtype(cfg.dtype)
+        kw["dtype"] = torch_dtype(cfg.dtype)
     if cfg.trust_remote_code:  # custom pipelines only; off unless a config says so
         kw["trust_remote_code"] = True
     return load_model(stage, cfg.model, lambda: cls.from_pretrained(path, **kw))
