@@ -42,12 +42,12 @@ class ReposeStage(Stage):
     def generation_settings(self) -> dict | None:
         if self.cfg.backend != "diffusers":
             return None
+        from datagen.models.diffusion import pipeline_settings
+
         c = self.cfg
-        return {
-            "backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
-            "steps": c.steps, "guidance": c.guidance, "identity_size": c.identity_size,
-            "subject_fill": c.subject_fill, "background_grey": c.background_grey,
-        }  # fmt: skip
+        return pipeline_settings(
+            c, self.pipe, identity_size=c.identity_size, subject_fill=c.subject_fill, background_grey=c.background_grey
+        )
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         if self.cfg.backend == "diffusers":

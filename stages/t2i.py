@@ -51,13 +51,9 @@ class T2IStage(Stage):
     def generation_settings(self) -> dict | None:
         if self.cfg.backend != "diffusers":
             return None
-        c = self.cfg
-        return {
-            "backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
-            "pipeline": type(self.pipe).__name__ if self.pipe is not None else None,
-            "steps": c.steps, "guidance": c.guidance, "max_sequence_length": c.max_sequence_length,
-            "width": self.run_cfg.run.width, "height": self.run_cfg.run.height,
-        }  # fmt: skip
+        from datagen.models.diffusion import pipeline_settings
+
+        return pipeline_settings(self.cfg, self.pipe, width=self.run_cfg.run.width, height=self.run_cfg.run.height)
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         if self.cfg.backend == "diffusers":

@@ -54,6 +54,15 @@ def load_kontext(cfg: Any, models_dir: str | None, stage: str = "repose") -> Any
     return pipe
 
 
+def pipeline_settings(cfg: Any, pipe: Any, **extra: Any) -> dict[str, Any]:
+    """What `generation.settings` records for a diffusers stage."""
+    return {
+        "backend": cfg.backend, "model": cfg.model, "revision": cfg.revision, "dtype": cfg.dtype,
+        "pipeline": type(pipe).__name__ if pipe is not None else None,
+        "steps": cfg.steps, "guidance": cfg.guidance, "max_sequence_length": cfg.max_sequence_length, **extra,
+    }  # fmt: skip
+
+
 def generators(seeds: list[int], device: str) -> list[Any]:
     torch = require("torch")
     # CPU generators: the same noise on any GPU model, and on the CPU (diffusers moves it over).
