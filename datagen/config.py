@@ -20,7 +20,7 @@ from datagen.errors import UserError
 from datagen.paths import bundled_config_dir
 from datagen.world.scene import WorldConfig
 
-STAGE_NAMES = ("prompts", "t2i", "segment", "depth", "boxes", "repose", "filter")
+STAGE_NAMES = ("prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter")
 DEFAULT_ORDER = list(STAGE_NAMES)
 
 
@@ -66,6 +66,10 @@ class CostConfig(Strict):
 class StageConfig(Strict):
     exec: ExecConfig = Field(default_factory=ExecConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+
+    def model_ids(self) -> list[str]:
+        """The models (hub ids or paths) the configured backend loads: checked before a run starts."""
+        return []
 
 
 DType = Literal["bfloat16", "float16", "float32", "auto"]
@@ -137,6 +141,9 @@ class PromptsConfig(StageConfig, ModelBackend):
         "not the generated image)",
     )
 
+    def model_ids(self) -> list[str]:
+        return [] if self.backend == "procedural" else [self.model]
+
     @field_validator("num_subjects")
     @classmethod
     def _range(cls, v: tuple[int, int]) -> tuple[int, int]:
@@ -171,19 +178,70 @@ class T2IConfig(StageConfig, DiffusionConfig):
     model: str = Field("black-forest-labs/FLUX.1-dev", description="diffusers: any text-to-image pipeline id or path")
     guidance: float = 3.5
 
+    def model_ids(self) -> list[str]:
+        return [self.model] if self.backend == "diffusers" else []
 
-class SegmentConfig(StageConfig):
+
+class GSAMConfig(Strict):
+    """The paper's own stack (Grounded-Segment-Anything): checkpoint files, as its demo loads them.
+
+    Relative paths are looked up under `models_dir` first.
+    """
+
+    config_file: str | None = Field(
+        None,
+        description="groundingdino-py's model config (a Python file it executes: only use files you trust); "
+        "None: the packaged GroundingDINO_SwinT_OGC.py",
+    )
+    checkpoint: str = Field("groundingdino_swint_ogc.pth", description="Grounding DINO weights")
+    text_encoder: str = Field("bert-base-uncased", description="its BERT: hub id or local directory")
+    sam_checkpoint: str = Field("sam_vit_h_4b8939.pth", description="segment-anything weights")
+    sam_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+
+
+class SegmentConfig(StageConfig, ModelBackend):
     backend: Literal["procedural", "transformers", "gsam"] = "procedural"
-    detector_model: str | None = None
-    sam_model: str | None = None
-    box_threshold: float = Field(0.35, ge=0, le=1)
-    text_threshold: float = Field(0.25, ge=0, le=1)
+    detector_model: str = Field("IDEA-Research/grounding-dino-base", description="transformers: Grounding DINO id or path")
+    sam_model: str = Field("facebook/sam-vit-huge", description="transformers: SAM (or SAM 2, see sam_version) id or path")
+    sam_version: Literal["sam", "sam2"] = Field("sam", description="sam2: Sam2Model, where the installed transformers has it")
+    box_threshold: float = Field(0.35, ge=0, le=1, description="keep a caption's best box only if its score reaches this")
+    text_threshold: float = Field(0.25, ge=0, le=1, description="and its caption tokens' score reaches this")
+    mask_threshold: float = Field(0.0, description="SAM mask logits above this are the subject")
+    same_object_iou: float = Field(
+        0.8, ge=0, le=1, description="two captions whose detector boxes overlap above this IoU ground one object: keep the higher score"
+    )
+    fill_holes_frac: float = Field(0.01, ge=0, le=1, description="fill holes smaller than this share of the mask's area")
+    min_island_frac: float = Field(
+        0.05, ge=0, le=1, description="drop mask pieces smaller than this share of its largest piece"
+    )
+    captions_per_pass: int = Field(16, ge=1, description="(image, caption) pairs per Grounding DINO forward")
+    gsam: GSAMConfig = Field(default_factory=GSAMConfig)
+
+    def model_ids(self) -> list[str]:
+        return [self.detector_model, self.sam_model] if self.backend == "transformers" else []
 
 
-class DepthConfig(StageConfig):
+DEFAULT_DEPTH_MODELS = {"moge": "Ruicheng/moge-2-vitl-normal", "transformers": "depth-anything/Depth-Anything-V2-Metric-Indoor-Large-hf"}
+
+
+class DepthConfig(StageConfig, ModelBackend):
     backend: Literal["procedural", "moge", "transformers"] = "procedural"
-    model: str | None = None
+    model: str | None = Field(None, description="default: the backend's (moge: MoGe-2 ViT-L; transformers: Depth Anything V2 metric)")
+    fov_x_deg: float | None = Field(
+        None, gt=0, lt=180, description="horizontal field of view: moge fixes its intrinsics with it (else estimates them); "
+        "transformers needs it (default 60)"
+    )
+    resolution_level: int = Field(9, ge=0, le=9, description="moge: inference resolution, 0 fastest to 9 finest")
     noise_std: float = Field(0.0, ge=0, description="procedural: relative Gaussian noise on oracle depth")
+
+    @model_validator(mode="after")
+    def _default_model(self) -> DepthConfig:
+        if self.model is None and self.backend in DEFAULT_DEPTH_MODELS:
+            object.__setattr__(self, "model", DEFAULT_DEPTH_MODELS[self.backend])
+        return self
+
+    def model_ids(self) -> list[str]:
+        return [self.model] if self.backend in ("moge", "transformers") and self.model else []
 
 
 class BoxesConfig(StageConfig):
@@ -205,6 +263,9 @@ class ReposeConfig(StageConfig, DiffusionConfig):
     background_grey: int = Field(200, ge=0, le=255, description="the neutral background of the edit input")
     subjects_per_call: int = Field(8, ge=1, description="subjects edited per pipeline call, across samples")
 
+    def model_ids(self) -> list[str]:
+        return [self.model] if self.backend == "diffusers" else []
+
     @field_validator("templates")
     @classmethod
     def _templates(cls, v: list[str]) -> list[str]:
@@ -214,6 +275,34 @@ class ReposeConfig(StageConfig, DiffusionConfig):
             except (KeyError, IndexError, ValueError):
                 raise ValueError(f"template {t!r}: only the field {{name}} may appear") from None
         return v
+
+
+# Similarity bounds per backend: a colour histogram cannot tell a copy from a re-pose (so no
+# upper bound), DINOv2 features can.
+DEFAULT_IDCHECK_BOUNDS = {"histogram": (0.3, 1.0), "transformers": (0.4, 0.97)}
+
+
+class IdcheckConfig(StageConfig, ModelBackend):
+    """Identity re-check after repose: the identity image against the subject's crop."""
+
+    backend: Literal["histogram", "transformers"] = "histogram"
+    model: str = Field("facebook/dinov2-base", description="transformers: a DINOv2 (Dinov2Model) id or path")
+    min_similarity: float | None = Field(None, ge=-1, le=1, description="below: the edit lost the subject (default per backend)")
+    max_similarity: float | None = Field(None, ge=-1, le=1, description="above: a copy, not a re-pose (default per backend)")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IdcheckConfig:
+        lo, hi = DEFAULT_IDCHECK_BOUNDS[self.backend]
+        if self.min_similarity is None:
+            object.__setattr__(self, "min_similarity", lo)
+        if self.max_similarity is None:
+            object.__setattr__(self, "max_similarity", hi)
+        if self.min_similarity > self.max_similarity:
+            raise ValueError("min_similarity must not exceed max_similarity")
+        return self
+
+    def model_ids(self) -> list[str]:
+        return [self.model] if self.backend == "transformers" else []
 
 
 class FilterConfig(StageConfig):
@@ -228,6 +317,7 @@ class StagesConfig(Strict):
     depth: DepthConfig = Field(default_factory=DepthConfig)
     boxes: BoxesConfig = Field(default_factory=BoxesConfig)
     repose: ReposeConfig = Field(default_factory=ReposeConfig)
+    idcheck: IdcheckConfig = Field(default_factory=IdcheckConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
 
     @field_validator("order")

@@ -67,6 +67,7 @@ def estimated_bytes_per_sample(cfg: RunConfig, stage: str, subjects: float) -> f
         "depth": depth,
         "boxes": 0.0,
         "repose": subjects * ident,
+        "idcheck": 0.0,
         "filter": image + depth + subjects * (mask + ident * (2 if cfg.output.write_crops else 1)),
     }
     return JSON_BYTES + added[stage]

@@ -7,11 +7,14 @@ import numpy as np
 from PIL import Image
 
 
-def identity_input(image: np.ndarray, mask: np.ndarray, box: list[int], size: int, fill: float, grey: int) -> np.ndarray:
+def identity_input(image: np.ndarray, mask: np.ndarray, box: list[int] | None, size: int, fill: float, grey: int) -> np.ndarray:
     """(size, size, 3) uint8: the subject's pixels inside its mask, `grey` elsewhere.
 
-    The subject's longer side spans `fill` of the square, so the edit has room to turn it.
+    The subject's longer side spans `fill` of the square, so the edit has room to turn it. An
+    empty mask (box None: a subject already marked for dropping) gives a plain grey square.
     """
+    if box is None:
+        return np.full((size, size, 3), grey, dtype=np.uint8)
     x0, y0, x1, y1 = box
     crop = image[y0:y1, x0:x1]
     alpha = mask[y0:y1, x0:x1]

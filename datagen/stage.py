@@ -11,7 +11,7 @@ from datagen.sample import Rejected, Sample
 # Key of a deferred verdict: on a subject (drop it) or in a sample's meta (reject it).
 PENDING = "pending_rejection"
 # Backends that load no model: `model` in their config is not what made the output.
-NO_MODEL_BACKENDS = ("procedural", "open3d", "rules")
+NO_MODEL_BACKENDS = ("procedural", "open3d", "rules", "histogram")
 
 if TYPE_CHECKING:
     from datagen.config import RunConfig, StageConfig

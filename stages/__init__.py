@@ -8,6 +8,7 @@ from datagen.stage import Stage, backend_problem
 from datagen.stages.boxes import BoxesStage
 from datagen.stages.depth import DepthStage
 from datagen.stages.filter import FilterStage
+from datagen.stages.idcheck import IdcheckStage
 from datagen.stages.prompts import PromptsStage
 from datagen.stages.repose import ReposeStage
 from datagen.stages.segment import SegmentStage
@@ -15,7 +16,7 @@ from datagen.stages.t2i import T2IStage
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
-    for cls in (PromptsStage, T2IStage, SegmentStage, DepthStage, BoxesStage, ReposeStage, FilterStage)
+    for cls in (PromptsStage, T2IStage, SegmentStage, DepthStage, BoxesStage, ReposeStage, IdcheckStage, FilterStage)
 }
 
 
@@ -42,13 +43,22 @@ def validate_pipeline(cfg: RunConfig) -> None:
 
 
 def stage_model_problem(name: str, cfg: RunConfig) -> str | None:
-    from datagen.models.hub import EXTRA_OF_BACKEND, model_problem
+    """Why a stage's models cannot load (missing extra, path or offline cache entry), or None."""
+    from datagen.models.hub import model_problem
 
     c = cfg.stages.stage(name)
     backend = getattr(c, "backend", None)
-    if backend not in EXTRA_OF_BACKEND or not hasattr(c, "model"):
-        return None
-    return model_problem(name, backend, c.model, c.revision, cfg.models_dir)
+    if name == "segment" and backend == "gsam":
+        from datagen.models.gsam import gsam_problem
+
+        return gsam_problem(c, cfg.models_dir)
+    # Perception models load through transformers too, but come with the [perception] extra.
+    kind = "perception" if backend == "transformers" and name != "prompts" else backend
+    for model in c.model_ids():
+        problem = model_problem(name, kind, model, c.revision, cfg.models_dir)
+        if problem:
+            return problem
+    return None
 
 
 ORACLE_STAGES = ("t2i", "segment", "depth", "repose")

@@ -12,7 +12,7 @@ def test_bundled_configs_load():
     demo = load_config(bundled_config_dir() / "demo.yaml")
     assert demo.run.num_samples == 64 and demo.num_shards >= 4
     assert (demo.run.width, demo.run.height) == (512, 512)
-    assert all(getattr(demo.stages, s).model_dump().get("backend") in (None, "procedural", "open3d", "rules") for s in STAGE_NAMES)
+    assert all(getattr(demo.stages, s).model_dump().get("backend") in (None, "procedural", "open3d", "rules", "histogram") for s in STAGE_NAMES)
     paper = load_config(bundled_config_dir() / "sigma_set27k.yaml")
     assert paper.stages.prompts.model == "Qwen/Qwen3-8B"
     assert paper.stages.t2i.model == "black-forest-labs/FLUX.1-dev"
@@ -96,13 +96,13 @@ def test_stage_dependencies_are_checked_before_anything_runs(demo_cfg):
     from datagen.stages import validate_pipeline
 
     paper = demo_cfg.model_copy(deep=True)
-    paper.stages.order = ["prompts", "t2i", "segment", "depth", "repose", "boxes", "filter"]
+    paper.stages.order = ["prompts", "t2i", "segment", "depth", "repose", "idcheck", "boxes", "filter"]
     validate_pipeline(paper)  # the paper's order (repose before boxes) is valid
     broken = demo_cfg.model_copy(deep=True)
-    broken.stages.order = ["prompts", "t2i", "segment", "boxes", "depth", "repose", "filter"]
+    broken.stages.order = ["prompts", "t2i", "segment", "boxes", "depth", "repose", "idcheck", "filter"]
     with pytest.raises(UserError, match="stages.order: boxes needs depth before it"):
         validate_pipeline(broken)
     last = demo_cfg.model_copy(deep=True)
-    last.stages.order = ["prompts", "t2i", "segment", "depth", "boxes", "filter", "repose"]
+    last.stages.order = ["prompts", "t2i", "segment", "depth", "boxes", "filter", "repose", "idcheck"]
     with pytest.raises(UserError, match="filter"):
         validate_pipeline(last)

@@ -6,7 +6,7 @@ from datagen.config import load_config, resolve_config_path
 from datagen.costs import expected_flow, gpu_seconds_per_kept
 from datagen.pools import balance_gpu_pools, fits_on_gpus, plan_pools
 
-PAPER_ORDER = "[prompts,t2i,segment,depth,repose,boxes,filter]"
+PAPER_ORDER = "[prompts,t2i,segment,depth,repose,idcheck,boxes,filter]"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import yaml
 
 from helpers import SMALL, run_cli
 
-PAPER = ["prompts", "t2i", "segment", "depth", "repose", "boxes", "filter"]
+PAPER = ["prompts", "t2i", "segment", "depth", "repose", "idcheck", "boxes", "filter"]
 
 
 def kept(run):

@@ -7,7 +7,7 @@ from datagen.paths import RunPaths
 from datagen.plan import make_plan
 from datagen.shards import tmp_path_for
 
-ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "filter"]
+ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
 
 
 def _build(cfg, paths):
@@ -30,7 +30,7 @@ def test_fingerprints_chain_and_ignore_execution(small_cfg):
     assert stage_fingerprints(cfg, 0) == base
     cfg.stages.boxes.fit.max_points = 500
     changed = stage_fingerprints(cfg, 0)
-    assert [s for s in ORDER if changed[s] != base[s]] == ["boxes", "repose", "filter"]
+    assert [s for s in ORDER if changed[s] != base[s]] == ["boxes", "repose", "idcheck", "filter"]
     assert stage_fingerprints(small_cfg, 1) != base
 
 
@@ -41,10 +41,10 @@ def test_resume_reuses_and_reruns_only_what_changed(small_cfg, tmp_path):
     assert _todo(small_cfg, paths) == {}
     cfg = small_cfg.model_copy(deep=True)
     cfg.filters.max_mask_overlap = 0.4  # read by segment, boxes and filter
-    assert set(map(tuple, _todo(cfg, paths).values())) == {("segment", "depth", "boxes", "repose", "filter")}
+    assert set(map(tuple, _todo(cfg, paths).values())) == {("segment", "depth", "boxes", "repose", "idcheck", "filter")}
     cfg = small_cfg.model_copy(deep=True)
     cfg.stages.repose.identity_size = 24
-    assert set(map(tuple, _todo(cfg, paths).values())) == {("repose", "filter")}
+    assert set(map(tuple, _todo(cfg, paths).values())) == {("repose", "idcheck", "filter")}
     stamp = {s: paths.stage_tar(s, 0).stat().st_mtime_ns for s in ORDER[:-1]}
     _build(cfg, paths)
     assert {s: paths.stage_tar(s, 0).stat().st_mtime_ns for s in ORDER[:5]} == {s: stamp[s] for s in ORDER[:5]}
@@ -65,7 +65,7 @@ def test_damage_is_repaired_to_the_same_bytes(small_cfg, tmp_path):
         f.truncate(500)
     tmp_path_for(paths.final_tar(2)).write_bytes(b"half a shard")
     todo = _todo(small_cfg, paths)
-    assert todo == {0: ["filter"], 1: ["filter"], 2: ["segment", "depth", "boxes", "repose", "filter"]}
+    assert todo == {0: ["filter"], 1: ["filter"], 2: ["segment", "depth", "boxes", "repose", "idcheck", "filter"]}
     from datagen.shards import sweep_temp_files
 
     sweep_temp_files(paths.root)
@@ -81,7 +81,7 @@ def test_partial_stages_run_on_what_earlier_ones_committed(small_cfg, tmp_path):
     run_local(small_cfg, paths, first)
     blocked = make_plan(small_cfg, paths, ["depth"])
     assert all(j.run == [] and "segment" in j.blocked for j in blocked)
-    rest = make_plan(small_cfg, paths, ["segment", "depth", "boxes", "repose", "filter"])
+    rest = make_plan(small_cfg, paths, ["segment", "depth", "boxes", "repose", "idcheck", "filter"])
     assert all(j.run == ORDER[2:] for j in rest)
     run_local(small_cfg, paths, rest)
     whole = RunPaths(tmp_path / "whole")

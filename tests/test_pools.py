@@ -3,7 +3,7 @@ import pytest
 from datagen.errors import UserError
 from datagen.pools import group_stages, plan_pools
 
-ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "filter"]
+ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
 
 
 def test_cpu_stages_fuse_and_gpu_stages_stand_alone(demo_cfg):
@@ -11,7 +11,7 @@ def test_cpu_stages_fuse_and_gpu_stages_stand_alone(demo_cfg):
     cfg = demo_cfg.model_copy(deep=True)
     for s in ("t2i", "repose"):
         cfg.stages.stage(s).exec.gpus = 1
-    assert group_stages(cfg, ORDER) == [("prompts",), ("t2i",), ("segment", "depth", "boxes"), ("repose",), ("filter",)]
+    assert group_stages(cfg, ORDER) == [("prompts",), ("t2i",), ("segment", "depth", "boxes"), ("repose",), ("idcheck", "filter")]
     cfg.ray.fuse_cpu_stages = False
     assert group_stages(cfg, ORDER) == [(s,) for s in ORDER]
 
@@ -29,8 +29,8 @@ def test_per_stage_pools_follow_config_within_the_cap(demo_cfg):
     assert {p.name: p.workers for p in plan.pools}["t2i"] == 4
     # 64 asked of a 2-core machine: capped with a notice, one worker per stage at least.
     plan = plan_pools(cfg, ORDER, 64, cluster_cpus=2, cluster_gpus=0)
-    assert plan.notice.startswith("--workers 64 capped to 7")
-    assert sum(p.workers for p in plan.pools) == 7
+    assert plan.notice.startswith("--workers 64 capped to 8")
+    assert sum(p.workers for p in plan.pools) == 8
     assert sum(p.workers * p.cpus for p in plan.pools) <= 2 + 1e-6  # every pool can start
 
 

@@ -18,14 +18,14 @@ class _Boom(ValueError):
 def flaky_segment(monkeypatch):
     """The real segment stage, raising for chosen sample indices (a backend bug, say)."""
     bad: set[int] = set()
-    real = SegmentStage._one
+    real = SegmentStage._oracle
 
     def one(self, s):
         if s.index in bad:
             raise _Boom(f"sample {s.index}")
         return real(self, s)
 
-    monkeypatch.setattr(SegmentStage, "_one", one)
+    monkeypatch.setattr(SegmentStage, "_oracle", one)
     return bad
 
 
@@ -61,4 +61,4 @@ def test_a_shard_where_most_samples_raise_fails_and_the_rest_finish(small_cfg, t
 
 
 def test_every_stage_is_registered():
-    assert list(STAGES) == ["prompts", "t2i", "segment", "depth", "boxes", "repose", "filter"]
+    assert list(STAGES) == ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]

@@ -25,6 +25,10 @@ EXTRA_OF = {
     "xgrammar": "llm",
     "diffusers": "diffusion",
     "vllm": "vllm",
+    "scipy": "perception",
+    "moge": "moge",
+    "groundingdino": "gsam",
+    "segment_anything": "gsam",
 }
 
 
@@ -48,24 +52,30 @@ def resolve_model(model: str, models_dir: str | None) -> str:
     return model
 
 
-# The file every model of a kind has at its root: what `model_problem` looks for.
-MARKER_FILE = {"transformers": "config.json", "vllm": "config.json", "diffusers": "model_index.json"}
-EXTRA_OF_BACKEND = {"transformers": ("llm", "transformers"), "vllm": ("vllm", "vllm"), "diffusers": ("diffusion", "diffusers")}
+# Kinds of model: the extra and module that load one, and the file every model of the kind has
+# at its root (what `model_problem` looks for in the hub cache).
+MODEL_KINDS = {
+    "transformers": ("llm", "transformers", "config.json"),
+    "perception": ("perception", "transformers", "config.json"),
+    "vllm": ("vllm", "vllm", "config.json"),
+    "diffusers": ("diffusion", "diffusers", "model_index.json"),
+    "moge": ("moge", "moge", "model.pt"),
+}
 
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def model_problem(stage: str, backend: str, model: str, revision: str | None, models_dir: str | None) -> str | None:
+def model_problem(stage: str, kind: str, model: str, revision: str | None, models_dir: str | None) -> str | None:
     """Why a stage's model cannot load, checked before any worker starts; None if it may.
 
     Offline (HF_HUB_OFFLINE=1) a model must be a local directory or in the hub cache; online
     a hub id may still download, so only its extra is checked.
     """
-    extra, module = EXTRA_OF_BACKEND[backend]
+    extra, module, marker = MODEL_KINDS[kind]
     if importlib.util.find_spec(module) is None:
-        return f"stages.{stage}: backend {backend} needs {module}: pip install 'datagen[{extra}]'"
+        return f"stages.{stage}: this backend needs {module}: pip install 'datagen[{extra}]'"
     path = resolve_model(model, models_dir)
     if Path(path).expanduser().is_dir():
         return None
@@ -75,7 +85,7 @@ def model_problem(stage: str, backend: str, model: str, revision: str | None, mo
     if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(model, MARKER_FILE[backend], revision=revision), str):
+        if not isinstance(try_to_load_from_cache(model, marker, revision=revision), str):
             where = f"models_dir ({models_dir}), " if models_dir else ""
             return f"stages.{stage}: model {model!r} is not in {where}the hub cache, and HF_HUB_OFFLINE is set"
     return None

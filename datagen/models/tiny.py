@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from datagen.models import tiny_perception
 from datagen.models.hub import require
 
 QWEN3 = "Qwen/Qwen3-8B"
@@ -219,6 +220,10 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     QWEN3: build_qwen3,
     FLUX_DEV: build_flux,
     FLUX_KONTEXT: build_flux_kontext,
+    tiny_perception.GROUNDING_DINO: tiny_perception.build_grounding_dino,
+    tiny_perception.SAM: tiny_perception.build_sam,
+    tiny_perception.SAM2: tiny_perception.build_sam2,
+    tiny_perception.DINOV2: tiny_perception.build_dinov2,
 }
 
 
