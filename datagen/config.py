@@ -195,8 +195,35 @@ class GSAMConfig(Strict):
     )
     checkpoint: str = Field("groundingdino_swint_ogc.pth", description="Grounding DINO weights")
     text_encoder: str = Field("bert-base-uncased", description="its BERT: hub id or local directory")
+    image_size: int = Field(
+        800, ge=32, description="Grounding DINO sees images resized to this shorter side (its own inference "
+        "preprocessing); smaller only to make tiny CPU test runs fast"
+    )
+    max_image_size: int = Field(1333, ge=32, description="and at most this longer side")
     sam_checkpoint: str = Field("sam_vit_h_4b8939.pth", description="segment-anything weights")
     sam_type: Literal["vit_h", "vit_l", "vit_b"] = "vit_h"
+
+    class SamEncoder(Strict):
+        """A ViT image encoder of another size than segment-anything's registry builds (vit_h/l/b)."""
+
+        embed_dim: int = Field(gt=0)
+        depth: int = Field(gt=0)
+        num_heads: int = Field(gt=0)
+        global_attn_indexes: list[int] = Field(description="blocks with global (not windowed) attention")
+
+        @model_validator(mode="after")
+        def _fits(self) -> GSAMConfig.SamEncoder:
+            if self.embed_dim % self.num_heads:
+                raise ValueError("embed_dim must be a multiple of num_heads")
+            if any(not 0 <= i < self.depth for i in self.global_attn_indexes):
+                raise ValueError(f"global_attn_indexes must lie in [0, depth={self.depth})")
+            return self
+
+    sam_encoder: SamEncoder | None = Field(
+        None,
+        description="build SAM with this encoder instead of sam_type's (same Sam class, prompt encoder and "
+        "mask decoder): for checkpoints of other sizes, e.g. the tiny test models",
+    )
 
 
 class SegmentConfig(StageConfig, ModelBackend):

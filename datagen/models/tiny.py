@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from datagen.models import tiny_perception
+from datagen.config import DEFAULT_DEPTH_MODELS
+from datagen.models import tiny_depth, tiny_perception
 from datagen.models.hub import require
 
 QWEN3 = "Qwen/Qwen3-8B"
@@ -224,6 +225,8 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     tiny_perception.SAM: tiny_perception.build_sam,
     tiny_perception.SAM2: tiny_perception.build_sam2,
     tiny_perception.DINOV2: tiny_perception.build_dinov2,
+    DEFAULT_DEPTH_MODELS["moge"]: tiny_depth.build_tiny_moge,
+    DEFAULT_DEPTH_MODELS["transformers"]: tiny_depth.build_tiny_depth_anything,
 }
 
 
