@@ -71,6 +71,10 @@ class StageConfig(Strict):
         """The models (hub ids or paths) the configured backend loads: checked before a run starts."""
         return []
 
+    def with_backend(self, backend: str) -> StageConfig:
+        """A copy running another backend (settings that only make sense per backend reset)."""
+        return self.model_copy(update={"backend": backend}, deep=True)
+
 
 DType = Literal["bfloat16", "float16", "float32", "auto"]
 
@@ -330,6 +334,11 @@ class IdcheckConfig(StageConfig, ModelBackend):
 
     def model_ids(self) -> list[str]:
         return [self.model] if self.backend == "transformers" else []
+
+    def with_backend(self, backend: str) -> IdcheckConfig:
+        # Similarities of different backends are on different scales: take the new one's bounds.
+        data = self.model_dump(exclude={"min_similarity", "max_similarity"})
+        return IdcheckConfig(**{**data, "backend": backend})
 
 
 class FilterConfig(StageConfig):

@@ -21,12 +21,17 @@ from datagen.seeds import stage_rng
 from datagen.stage import Stage
 
 
+# Backends that load no model, in order of preference: what a simulated stage runs instead.
+MODEL_FREE_BACKENDS = ("procedural", "histogram")
+
+
 def procedural_config(cfg: RunConfig, stage: str, backends: tuple[str, ...]) -> RunConfig:
-    """`cfg` with the stage's backend swapped for the procedural one, where it has one."""
-    if "procedural" not in backends:
+    """`cfg` with the stage's backend swapped for a model-free one, where it has one."""
+    free = [b for b in MODEL_FREE_BACKENDS if b in backends]
+    if not free:
         return cfg
     swapped = cfg.model_copy(deep=True)
-    swapped.stages.stage(stage).backend = "procedural"
+    setattr(swapped.stages, stage, cfg.stages.stage(stage).with_backend(free[0]))
     return swapped
 
 

@@ -125,32 +125,31 @@ class TransformersSegmenter:
         todo = [i for i, b in enumerate(boxes) if len(b)]
         if not todo:
             return out
-        pixels = self.processor(images=[images[i] for i in todo], return_tensors="pt")["pixel_values"]
+        # One processor call maps every image and its pixel boxes into the model's frame (SAM
+        # and SAM 2 differ); it wants as many boxes per image, so short lists repeat a box.
+        most = max(len(boxes[i]) for i in todo)
+        padded = [[*np.asarray(boxes[i], dtype=np.float64).tolist(), *[list(boxes[i][0])] * (most - len(boxes[i]))] for i in todo]
+        inputs = self.processor(images=[images[i] for i in todo], input_boxes=padded, return_tensors="pt")
         with torch.inference_mode():
-            embeddings = self.model.get_image_embeddings(pixels.to(self.device, self.model.dtype))
+            embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device, self.model.dtype))
         for row, i in enumerate(todo):
             own = [e[row : row + 1] for e in embeddings] if isinstance(embeddings, (list, tuple)) else embeddings[row : row + 1]
-            out[i] = self._decode(images[i], np.asarray(boxes[i], dtype=np.float64), own)
+            sizes = [inputs[k][row : row + 1] for k in ("original_sizes", "reshaped_input_sizes") if k in inputs]
+            out[i] = self._decode(inputs["input_boxes"][row : row + 1, : len(boxes[i])], own, sizes)
         return out
 
-    def _decode(self, image: np.ndarray, boxes: np.ndarray, embedding: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, input_boxes: Any, embedding: Any, sizes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         torch = require("torch")
-        # The processor maps pixel boxes into the model's resized frame (SAM and SAM 2 differ).
-        prompt = self.processor(images=[image], input_boxes=[boxes.tolist()], return_tensors="pt")
         with torch.inference_mode():
             pred = self.model(
-                image_embeddings=embedding,
-                input_boxes=prompt["input_boxes"].to(self.device, self.model.dtype),
-                multimask_output=False,
+                image_embeddings=embedding, input_boxes=input_boxes.to(self.device, self.model.dtype), multimask_output=False
             )
-        sizes = [prompt["original_sizes"]]
-        if "reshaped_input_sizes" in prompt:
-            sizes.append(prompt["reshaped_input_sizes"])
         masks = self.processor.post_process_masks(
             pred.pred_masks.float().cpu(), *sizes, mask_threshold=self.cfg.mask_threshold, binarize=True
         )[0]
-        masks = masks.reshape(len(boxes), -1, *masks.shape[-2:])[:, 0].numpy().astype(bool)
-        scores = pred.iou_scores.float().cpu().reshape(len(boxes), -1)[:, 0].numpy()
+        k = input_boxes.shape[1]
+        masks = masks.reshape(k, -1, *masks.shape[-2:])[:, 0].numpy().astype(bool)
+        scores = pred.iou_scores.float().cpu().reshape(k, -1)[:, 0].numpy()
         return masks, scores
 
     @staticmethod

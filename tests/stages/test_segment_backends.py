@@ -287,3 +287,18 @@ def test_a_missing_sam2_class_or_model_is_one_line(small_cfg, perception_models,
 
     with pytest.raises(UserError, match=r"stages.segment: cannot load model 'no/such-model'"):
         _real_stage(small_cfg, tmp_path, detector_model="no/such-model")
+
+
+@pytest.mark.parametrize("sam_version,sam_model", [("sam", "facebook/sam-vit-huge"), ("sam2", "facebook/sam2.1-hiera-large")])
+def test_masks_do_not_depend_on_the_batch(small_cfg, perception_models, segment_input, sam_version, sam_model):
+    """Images with different box counts share one encoder pass; each image's masks are what it
+    gets alone."""
+    stage = _real_stage(small_cfg, perception_models, sam_version=sam_version, sam_model=sam_model)
+    images = [s.arrays["image"] for s in segment_input[:3]]
+    boxes = [np.array([[4, 4, 60, 70], [50, 20, 120, 90]], float), np.zeros((0, 4)), np.array([[10, 30, 100, 110]], float)]
+    together = stage.segmenter.segment(images, boxes)
+    assert [m.shape[0] for m, _ in together] == [2, 0, 1]
+    for image, b, (masks, scores) in zip(images, boxes, together, strict=True):
+        (alone_masks, alone_scores), = stage.segmenter.segment([image], [b])
+        assert alone_masks.shape == masks.shape and np.count_nonzero(alone_masks != masks) <= 1e-3 * masks.size
+        np.testing.assert_allclose(alone_scores, scores, atol=1e-4)
