@@ -155,15 +155,19 @@ def balance_gpu_pools(sizes: dict, needs: dict, num_gpus: int, max_workers: int)
     """Workers per GPU pool so that the slowest pool is as fast as possible.
 
     `sizes`: GPUs per worker; `needs`: expected GPU-seconds of each pool's work. Starting from
-    one worker each, the pool with the least GPU time per unit of work gets one more worker,
-    while one fits; Ray Data's autoscaling pools instead let the cheapest stage grab actors
+    one worker each, the pool with the least GPU time per unit of work that can still fit one
+    more worker gets it, until none fits; Ray Data's autoscaling pools instead let the cheapest stage grab actors
     first (DESIGN.md).
     """
     counts = {g: 1 for g in sizes}
     while sum(counts.values()) < max_workers:
-        slowest = min(counts, key=lambda g: counts[g] * sizes[g] / needs[g])
-        trial = {**counts, slowest: counts[slowest] + 1}
-        if not fits_on_gpus([sizes[g] for g in trial for _ in range(trial[g])], num_gpus):
+        # The slowest pool whose next worker still fits: a half-GPU pool that no longer fits
+        # leaves its room to a quarter-GPU one rather than to nobody.
+        for g in sorted(counts, key=lambda g: counts[g] * sizes[g] / needs[g]):
+            trial = {**counts, g: counts[g] + 1}
+            if fits_on_gpus([sizes[k] for k in trial for _ in range(trial[k])], num_gpus):
+                counts = trial
+                break
+        else:
             break
-        counts = trial
     return counts

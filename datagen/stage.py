@@ -93,11 +93,3 @@ class Stage:
         if self.defers_filters:
             return s
         return self.verdict(s, subject_count_reason(len(s.subjects), self.run_cfg.filters))
-
-
-def backend_problem(stage_cls: type[Stage], cfg: RunConfig) -> str | None:
-    """Why the configured backend of a stage cannot run in this version, or None."""
-    backend = getattr(cfg.stages.stage(stage_cls.name), "backend", None)
-    if backend is None or backend in stage_cls.backends:
-        return None
-    return f"stages.{stage_cls.name}.backend {backend!r} (available: {', '.join(sorted(stage_cls.backends))})"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datagen.config import RunConfig
-from datagen.errors import BackendUnavailable, UserError
-from datagen.stage import Stage, backend_problem
+from datagen.errors import UserError
+from datagen.stage import Stage
 from datagen.stages.boxes import BoxesStage
 from datagen.stages.depth import DepthStage
 from datagen.stages.filter import FilterStage
@@ -35,11 +35,6 @@ def validate_pipeline(cfg: RunConfig) -> None:
     models = [e for e in (stage_model_problem(name, cfg) for name in order if not simulated(name, cfg)) if e]
     if models:
         raise UserError(models[0])
-    missing = [e for e in (backend_problem(STAGES[name], cfg) for name in order if not simulated(name, cfg)) if e]
-    if missing:
-        from datagen import __version__
-
-        raise BackendUnavailable(f"not available in datagen {__version__} yet: {'; '.join(missing)}")
 
 
 def stage_model_problem(name: str, cfg: RunConfig) -> str | None:

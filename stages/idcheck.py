@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from datagen.colour_similarity import histogram_similarity
 from datagen.identity_input import identity_input
 from datagen.sample import Rejected, Sample
@@ -60,29 +58,29 @@ class IdcheckStage(Stage):
         return out
 
     def _similarities(self, samples: list[Sample]) -> list[list[float]]:
-        per_sample = []
-        for s in samples:
-            image, masks, ids = s.array("image", self.name), s.array("masks", self.name), s.array("identity", self.name)
-            per_sample.append((image, masks, ids))
+        """Per sample, the similarity of each subject's identity image with the subject."""
         if self.cfg.backend == "histogram":
-            return [[histogram_similarity(img, m, ident) for m, ident in zip(masks, ids, strict=True)] for img, masks, ids in per_sample]
-        return self._dino(samples, per_sample)
+            return [
+                [histogram_similarity(s.array("image", self.name), mask, ident)
+                 for mask, ident in zip(s.array("masks", self.name), s.array("identity", self.name), strict=True)]
+                for s in samples
+            ]  # fmt: skip
+        return self._dino(samples)
 
-    def _dino(self, samples: list[Sample], arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[list[float]]:
+    def _dino(self, samples: list[Sample]) -> list[list[float]]:
         from datagen.models.dinov2 import cosine_pairs
 
         # The crop as repose saw it (subject on grey, padded square), so framing does not count.
         repose = self.run_cfg.stages.repose
-        crops, identities, counts = [], [], []
-        for s, (image, masks, ids) in zip(samples, arrays, strict=True):
-            for subj, mask, ident in zip(s.subjects, masks, ids, strict=True):
-                size = ident.shape[0]
-                crops.append(identity_input(image, mask, subj["box_2d"], size, repose.subject_fill, repose.background_grey))
+        crops, identities = [], []
+        for s in samples:
+            image = s.array("image", self.name)
+            for subj, mask, ident in zip(s.subjects, s.array("masks", self.name), s.array("identity", self.name), strict=True):
+                crops.append(identity_input(image, mask, subj["box_2d"], ident.shape[0], repose.subject_fill, repose.background_grey))
                 identities.append(ident)
-            counts.append(len(s.subjects))
         sims = cosine_pairs(self.embedder.embed(crops), self.embedder.embed(identities)).tolist()
         out, pos = [], 0
-        for n in counts:
-            out.append(sims[pos : pos + n])
-            pos += n
+        for s in samples:
+            out.append(sims[pos : pos + len(s.subjects)])
+            pos += len(s.subjects)
         return out

@@ -83,9 +83,9 @@ def test_status_on_a_path_that_is_not_a_run(tmp_path):
     _one_line_error(run_cli("status", str(tmp_path / "missing")), "not a datagen run")
 
 
-def test_unavailable_backend_is_named_before_anything_starts(tmp_path):
-    line = _one_line_error(run_cli("run", "--config", "sigma_set27k", "--out", str(tmp_path / "r")), "stages.", "not available")
-    assert "transformers" in line or "diffusers" in line
+def test_a_gpu_config_on_a_cpu_machine_is_refused_before_anything_starts(tmp_path):
+    line = _one_line_error(run_cli("run", "--config", "sigma_set27k", "--out", str(tmp_path / "r")), "stages.", "exec.gpus")
+    assert "the cluster has 0" in line
     _no_final(tmp_path / "r")
 
 

@@ -65,7 +65,7 @@ def test_run_builds_a_valid_dataset_and_resumes(small_config_file, tmp_path):
     per_stage = tmp_path / "PER_STAGE"
     r = run_cli("run", "--config", str(small_config_file), "--out", str(per_stage), "--set", "ray.fuse_cpu_stages=false")
     assert r.returncode == 0, r.stderr
-    assert "workers: prompts=1, t2i=1, segment=1, depth=1, boxes=1, repose=1, filter=1" in r.stderr
+    assert "workers: prompts=1, t2i=1, segment=1, depth=1, boxes=1, repose=1, idcheck=1, filter=1" in r.stderr
     assert final_bytes(per_stage) == final_bytes(run)
 
 
@@ -91,6 +91,6 @@ def test_stages_subset_then_the_rest(small_config_file, tmp_path):
     st = json.loads(run_cli("status", str(run), "--json").stdout)
     by = {s["stage"]: s for s in st["stages"]}
     assert by["t2i"]["done"] == 3 and by["segment"]["pending"] == 3
-    r = run_cli("run", "--out", str(run), "--stages", "segment,depth,boxes,repose,filter")
+    r = run_cli("run", "--out", str(run), "--stages", "segment,depth,boxes,repose,idcheck,filter")
     assert r.returncode == 0, r.stderr
     assert json.loads(run_cli("status", str(run), "--json").stdout)["final_shards"] == 3

@@ -58,9 +58,10 @@ def test_runner_pool_plan_uses_every_gpu_for_the_sigma_config(sigma):
     plan = plan_pools(sigma, sigma.stages.order, None, cluster_cpus=64, cluster_gpus=16, needs=needs)
     gpus = {p.name: p.workers * p.gpus for p in plan.pools if p.gpus}
     assert sum(gpus.values()) == pytest.approx(16)
-    total = sum(needs[s] for s in gpus)
-    for stage, share in gpus.items():  # within one worker of its fair share, or a single worker
-        assert abs(share - 16 * needs[stage] / total) <= max(0.5, sigma.stages.stage(stage).exec.gpus), stage
+    # The slowest pool (GPU-seconds of work over its GPUs) sets the run's length: within 10% of
+    # the fluid bound, all work spread over all 16 GPUs with no worker granularity.
+    fluid = sum(needs[s] for s in gpus) / 16
+    assert max(needs[s] / share for s, share in gpus.items()) <= 1.1 * fluid
     # Without cost models the config's concurrency stands.
     sigma.ray.balance_pools = False
     plan = plan_pools(sigma, sigma.stages.order, None, cluster_cpus=64, cluster_gpus=16, needs=needs)

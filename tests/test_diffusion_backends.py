@@ -34,6 +34,8 @@ def run_t2i(cfg, samples):
 
 
 def test_t2i_shapes_seeds_and_batching(tiny_cfg):
+    tiny_cfg = tiny_cfg.model_copy(deep=True)
+    tiny_cfg.stages.prompts.layout = "procedural"  # a layout too: t2i keeps its truth render
     samples = prompted(tiny_cfg)
     stage, out = run_t2i(tiny_cfg, clone(samples))
     assert type(stage.pipe).__name__ == "FluxPipeline"

@@ -69,6 +69,8 @@ def test_batching_equals_one_by_one(llm):
 
 
 def test_prompts_stage_on_the_llm_retries_then_keeps_or_rejects_with_a_reason(tiny_cfg):
+    tiny_cfg = tiny_cfg.model_copy(deep=True)
+    tiny_cfg.stages.prompts.layout = "procedural"
     stage = build_stage("prompts", tiny_cfg)
     stage.setup()
     samples = [Sample(index=i, shard=0, seed=sample_seed(0, i)) for i in range(6)]

@@ -65,6 +65,17 @@ def test_tiny_models_then_tiny_config_runs_end_to_end(tmp_path: Path):
     again = run_cli("run", "--config", "tiny", "--set", f"models_dir={models}", "--out", str(run), env=offline_env())
     assert again.returncode == 0 and "nothing to do" in again.stdout + again.stderr
 
+    # The paper's own segmentation stack on the same tiny run.
+    gsam = tmp_path / "gsam"
+    done = run_cli(
+        "run", "--config", "tiny", "--set", f"models_dir={models}", "--set", "stages.segment.backend=gsam",
+        "--set", "run.num_samples=4", "--out", str(gsam), timeout=600, env=offline_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = json.loads(run_cli("status", str(gsam), "--json").stdout)
+    segment = next(row for row in status["stages"] if row["stage"] == "segment")
+    assert segment["done"] == 1 and segment["samples_in"] > 0, segment
+
 
 def test_a_missing_model_is_one_line_naming_stage_and_id(tmp_path: Path):
     done = run_cli(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from datagen.config import DEFAULT_DEPTH_MODELS
-from datagen.models import tiny_depth, tiny_perception
+from datagen.models import tiny_depth, tiny_gsam, tiny_perception
 from datagen.models.hub import require
 
 QWEN3 = "Qwen/Qwen3-8B"
@@ -227,6 +227,8 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     tiny_perception.DINOV2: tiny_perception.build_dinov2,
     DEFAULT_DEPTH_MODELS["moge"]: tiny_depth.build_tiny_moge,
     DEFAULT_DEPTH_MODELS["transformers"]: tiny_depth.build_tiny_depth_anything,
+    # Not a hub id: groundingdino-py and segment-anything load checkpoint files (stages.segment.gsam).
+    "gsam/tiny": tiny_gsam.build_tiny_gsam,
 }
 
 
