@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen.models.hub import require
+from datagen.models.tiny_perception import bert_tokenizer
 
 DINO_CONFIG = "GroundingDINO_tiny.py"
 DINO_CHECKPOINT = "groundingdino_tiny.pth"
@@ -35,13 +36,6 @@ DINO_OVERRIDES = {
     "text_encoder_type": BERT_DIR,  # informational: load_gsam sets it from gsam.text_encoder
 }
 
-_CORPUS = [
-    "a red ceramic mug . a green apple . a wooden chair . a blue square . a yellow circle .",
-    "the cat dog car lamp book plant vase bottle cup table bag hat shoe ball toy robot bicycle guitar ?",
-    "a small red square next to a large green circle under a bright blue triangle on a plain background",
-]
-
-
 def _write_config(out: Path) -> None:
     """The packaged SwinT OGC config with DINO_OVERRIDES, as a plain `name = value` Python file."""
     import groundingdino
@@ -57,17 +51,11 @@ def _write_config(out: Path) -> None:
 
 
 def _write_bert(out: Path) -> None:
-    """A 1-layer BERT and a WordPiece tokenizer trained on a few lines, saved as from the hub."""
+    """A 1-layer BERT and the tiny WordPiece tokenizer, saved as from the hub."""
     torch = require("torch", "gsam")
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
-    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    wp.train_from_iterator(_CORPUS * 4, trainers.WordPieceTrainer(vocab_size=256, special_tokens=specials, show_progress=False))
-    tok = BertTokenizerFast(vocab=wp.get_vocab(), model_max_length=512)
+    tok = bert_tokenizer()
     torch.manual_seed(0)
     bert = BertModel(
         BertConfig(

@@ -17,7 +17,7 @@ DINOV2 = "facebook/dinov2-base"
 _WORDS = (
     "a an the of and with on in red green blue yellow white black wooden metal glass ceramic small large "
     "old new cat dog car lamp book plant vase bottle cup mug table chair bag hat shoe ball toy robot "
-    "bicycle guitar apple teapot clock box sphere cube cylinder cone torus"
+    "bicycle guitar apple teapot clock box sphere cube cylinder cone torus square circle triangle"
 ).split()
 
 
@@ -28,7 +28,7 @@ def bert_tokenizer():
     from transformers import BertTokenizerFast
 
     letters = "abcdefghijklmnopqrstuvwxyz0123456789"
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", ";", "'", "-"]
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", ";", "?", "'", "-"]
     pieces += sorted(set(_WORDS)) + list(letters) + ["##" + c for c in letters]
     wp = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
     wp.normalizer = normalizers.BertNormalizer(lowercase=True)
