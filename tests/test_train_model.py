@@ -82,3 +82,23 @@ def test_encoders_give_the_shapes_the_token_layout_needs(models):
     assert latents.shape == (2, 4, 16, 16)  # the tiny VAE halves once
     embeds, pooled, text_ids = encode_prompts(pipe, ["Place these subjects in a garden", "two"], max_sequence_length=16)
     assert embeds.shape[:2] == (2, 16) and pooled.shape[0] == 2 and text_ids.shape == (16, 3)
+
+
+def test_a_step_loss_is_finite_seeded_and_trains_only_the_lora(models):
+    from datagen.train.step import Batch, step_loss
+
+    pipe = load_kontext_pipeline(FLUX_KONTEXT, str(models), "float32")
+    params = add_lora(pipe.transformer, LoraSpec(rank=4, alpha=4))
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(
+        target=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, control=torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        identities=torch.rand(2, 3, 64, 32, generator=g) * 2 - 1, prompts=["Place these subjects in a park", "two"],
+    )  # fmt: skip
+    loss = step_loss(pipe, batch, torch.Generator().manual_seed(7), guidance=1.0, max_sequence_length=16)
+    again = step_loss(pipe, batch, torch.Generator().manual_seed(7), guidance=1.0, max_sequence_length=16)
+    other = step_loss(pipe, batch, torch.Generator().manual_seed(8), guidance=1.0, max_sequence_length=16)
+    assert torch.isfinite(loss) and loss.item() == again.item() != other.item()
+    loss.backward()
+    assert all(p.grad is not None for p in params)
+    assert all(p.grad is None for p in pipe.transformer.parameters() if not p.requires_grad)
+    assert all(p.grad is None for p in pipe.vae.parameters())
