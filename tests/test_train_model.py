@@ -102,3 +102,29 @@ def test_a_step_loss_is_finite_seeded_and_trains_only_the_lora(models):
     assert all(p.grad is not None for p in params)
     assert all(p.grad is None for p in pipe.transformer.parameters() if not p.requires_grad)
     assert all(p.grad is None for p in pipe.vae.parameters())
+
+
+def test_generation_with_the_sigma_sequence_is_seeded_and_follows_the_lora(models, tmp_path):
+    import numpy as np
+
+    from datagen.train.generate import generate
+
+    pipe = load_kontext_pipeline(FLUX_KONTEXT, str(models), "float32")
+    rng = np.random.default_rng(0)
+    control = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    identities = rng.integers(0, 255, (64, 32, 3), dtype=np.uint8)
+    kw = {"steps": 2, "max_sequence_length": 16}
+    a = generate(pipe, "Place these subjects in a park", control, identities, seed=3, **kw)
+    assert a.shape == (32, 48, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, generate(pipe, "Place these subjects in a park", control, identities, seed=3, **kw))
+    assert not np.array_equal(a, generate(pipe, "Place these subjects in a park", control, identities, seed=4, **kw))
+    # The identities are attended to: another stack changes the image.
+    assert not np.array_equal(a, generate(pipe, "Place these subjects in a park", control, 255 - identities, seed=3, **kw))
+    params = add_lora(pipe.transformer, LoraSpec(rank=4, alpha=4))
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.1 * torch.randn_like(p))
+    save_lora(type(pipe), pipe.transformer, tmp_path / "lora")
+    fresh = load_kontext_pipeline(FLUX_KONTEXT, str(models), "float32")
+    fresh.load_lora_weights(tmp_path / "lora")
+    assert not np.array_equal(a, generate(fresh, "Place these subjects in a park", control, identities, seed=3, **kw))
