@@ -26,10 +26,15 @@ def sample_sigmas(batch_size: int, generator: Any, mean: float = 0.0, std: float
     return torch.sigmoid(mean + std * torch.randn(batch_size, generator=generator))
 
 
-def step_loss(pipe: Any, batch: Batch, generator: Any, guidance: float, max_sequence_length: int) -> Any:
-    """The flow-matching loss of one batch; gradients reach only the trainable (LoRA) weights."""
+def step_loss(
+    pipe: Any, batch: Batch, generator: Any, guidance: float, max_sequence_length: int, forward: Any = None
+) -> Any:
+    """The flow-matching loss of one batch; gradients reach only the trainable (LoRA) weights.
+
+    `forward`: what to call for the transformer (a DDP/FSDP wrapper of `pipe.transformer`)."""
     torch = require("torch")
     transformer = pipe.transformer
+    forward = forward or transformer
     with torch.no_grad():
         x0 = encode_images(pipe.vae, batch.target)
         z_c = encode_images(pipe.vae, batch.control)
@@ -40,7 +45,7 @@ def step_loss(pipe: Any, batch: Batch, generator: Any, guidance: float, max_sequ
     sigma = sample_sigmas(x0.shape[0], generator).to(x0.device)
     hidden, ids, n_x = sequence(noisy(x0, noise, sigma.to(x0.dtype)), z_s, z_c)
     dtype = transformer.dtype
-    pred = transformer(
+    pred = forward(
         hidden_states=hidden.to(dtype), encoder_hidden_states=embeds.to(dtype), pooled_projections=pooled.to(dtype),
         timestep=sigma.to(dtype), img_ids=ids, txt_ids=text_ids,
         guidance=torch.full((x0.shape[0],), guidance, device=x0.device, dtype=dtype), return_dict=False,

@@ -1,0 +1,129 @@
+"""The training loop: accelerate (one process, DDP, or FSDP through `accelerate launch`), the
+curriculum by step, checkpoints that resume exactly, logging, and the final LoRA file.
+
+Determinism: each step's noise comes from (seed, step, micro-batch, process), and the data
+source yields the same batches for the same (seed, stage, process) and skip count, so a run
+resumed from a checkpoint continues the loss sequence of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from datagen.errors import UserError
+from datagen.models.hub import require
+from datagen.seeds import stage_rng
+from datagen.train import checkpoint
+from datagen.train.config import CurriculumStage, OptimizerConfig, TrainConfig
+from datagen.train.model import LoraSpec, add_lora, load_kontext_pipeline, save_lora
+from datagen.train.step import Batch, step_loss
+
+
+class BatchSource(Protocol):
+    def batches(self, stage_index: int, stage: CurriculumStage, rank: int, world: int, skip: int) -> Iterator[Batch]:
+        """Batches of one curriculum stage for one process, after skipping `skip` of them."""
+        ...
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)
+    lora: Path | None = None
+
+
+def make_optimizer(params: list[Any], cfg: OptimizerConfig) -> Any:
+    torch = require("torch")
+    if cfg.name == "prodigy":
+        prodigyopt = require("prodigyopt", "train")
+        return prodigyopt.Prodigy(
+            params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, use_bias_correction=True, safeguard_warmup=True
+        )
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+
+
+def learning_rate(optimizer: Any) -> float:
+    """The step size in effect: Prodigy's is its estimate d times lr."""
+    group = optimizer.param_groups[0]
+    return float(group["lr"] * group.get("d", 1.0))
+
+
+def trackers(log: str) -> list[str]:
+    if log == "none":
+        return []
+    if log == "auto":
+        return [name for name, module in (("tensorboard", "tensorboard"), ("wandb", "wandb")) if importlib.util.find_spec(module)][:1]
+    if importlib.util.find_spec(log) is None:
+        raise UserError(f"log: {log} is not installed (pip install {log}), or use log: auto")
+    return [log]
+
+
+def stage_start(cfg: TrainConfig, index: int) -> int:
+    return sum(s.steps for s in cfg.curriculum[:index])
+
+
+def train(
+    cfg: TrainConfig, source: BatchSource, out: Path, resume: bool = False,
+    say: Callable[[str], None] = print, max_steps: int | None = None,
+) -> TrainResult:  # fmt: skip
+    """Train to the end of the curriculum (or `max_steps`, for a partial run); returns the losses."""
+    accelerate = require("accelerate", "train")
+    torch = require("torch")
+    previous = checkpoint.latest(out)
+    if previous is not None and not resume:
+        raise UserError(f"{out}: holds checkpoints ({previous.name}); add --resume to go on, or choose another --out")
+    acc = accelerate.Accelerator(gradient_accumulation_steps=cfg.grad_accum, log_with=trackers(cfg.log) or None, project_dir=str(out))
+    pipe = load_kontext_pipeline(cfg.model, cfg.models_dir, cfg.dtype, cfg.revision)
+    pipe.to(acc.device)
+    pipe.set_progress_bar_config(disable=True)
+    torch.manual_seed(cfg.seed)  # the LoRA's initial weights
+    params = add_lora(pipe.transformer, LoraSpec(cfg.lora.rank, cfg.lora.alpha, tuple(cfg.lora.targets)))
+    if cfg.gradient_checkpointing:
+        pipe.transformer.enable_gradient_checkpointing()
+    model, optimizer = acc.prepare(pipe.transformer, make_optimizer(params, cfg.optimizer))
+    step = 0
+    if resume and previous is not None:
+        step = checkpoint.load(previous, acc.unwrap_model(model), optimizer)["step"]
+        say(f"resumed from {previous} at step {step}")
+    if acc.log_with:
+        acc.init_trackers("datagen-train", config={"model": cfg.model, "lora_rank": cfg.lora.rank, "seed": cfg.seed})
+    end = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
+    result = TrainResult(steps=step)
+    current, batches = -1, iter(())
+    while step < end:
+        index, stage = cfg.stage_at(step)
+        if index != current:
+            skip = (step - stage_start(cfg, index)) * cfg.grad_accum
+            batches = source.batches(index, stage, acc.process_index, acc.num_processes, skip)
+            current = index
+        for micro in range(cfg.grad_accum):
+            with acc.accumulate(model):
+                seed = int(stage_rng(cfg.seed, "train", step, micro, acc.process_index).integers(2**63))
+                generator = torch.Generator().manual_seed(seed)
+                loss = step_loss(pipe, next(batches), generator, cfg.guidance, cfg.max_sequence_length, forward=model)
+                acc.backward(loss)
+                if acc.sync_gradients:
+                    acc.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+        step += 1
+        value = acc.gather(loss.detach()[None]).mean().item()
+        result.losses.append(value)
+        acc.log({"loss": value, "lr": learning_rate(optimizer), "curriculum_stage": index}, step=step)
+        if step % cfg.checkpoint_every == 0 or step == end:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                checkpoint.save(out, step, index, acc.unwrap_model(model), optimizer, {"loss": value})
+        if acc.is_main_process and (step % 10 == 0 or step == end):
+            say(f"step {step}/{cfg.total_steps}  stage {index + 1}  loss {value:.4f}  lr {learning_rate(optimizer):.3g}")
+    result.steps = step
+    acc.wait_for_everyone()
+    if acc.is_main_process and step >= cfg.total_steps:
+        result.lora = save_lora(type(pipe), acc.unwrap_model(model), out / "lora")
+        say(f"LoRA written to {result.lora}")
+    acc.end_training()
+    return result
