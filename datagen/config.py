@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -583,11 +583,19 @@ def _format_error(err: dict[str, Any], source: str, flag_sources: dict[str, str]
     return f"{source}: {loc or '(top level)'}: {msg}{shown}"
 
 
-def build_config(data: dict[str, Any], source: str, flag_sources: dict[str, str] | None = None) -> RunConfig:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_as(model: type[M], data: dict[str, Any], source: str, flag_sources: dict[str, str] | None = None) -> M:
+    """`data` as a `model`, or one line naming the file (or --set flag) and the key."""
     try:
-        return RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise UserError(_format_error(e.errors()[0], source, flag_sources or {})) from None
+
+
+def build_config(data: dict[str, Any], source: str, flag_sources: dict[str, str] | None = None) -> RunConfig:
+    return validate_as(RunConfig, data, source, flag_sources)
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:

@@ -3,11 +3,12 @@ checked before any model loads (one-line errors naming the file or flag and the 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from datagen.config import DType, Strict
+from datagen.config import DType, Strict, apply_overrides, read_yaml, resolve_config_path, validate_as
 from datagen.train.model import DEFAULT_LORA_TARGETS
 
 
@@ -101,3 +102,11 @@ class TrainConfig(Strict):
                 return i, stage
             start += stage.steps
         return len(self.curriculum) - 1, self.curriculum[-1]
+
+
+def load_train_config(name_or_path: str, overrides: list[str] | None = None) -> TrainConfig:
+    """A training config file (or a bundled name: train_sigma, train_tiny) with --set overrides."""
+    path: Path = resolve_config_path(name_or_path)
+    data = read_yaml(path)
+    flags = apply_overrides(data, overrides or [])
+    return validate_as(TrainConfig, data, str(path), flags)
