@@ -34,6 +34,7 @@ class TrainResult:
     steps: int
     losses: list[float] = field(default_factory=list)
     lora: Path | None = None
+    main: bool = True  # the process that writes files and reports
 
 
 def make_optimizer(params: list[Any], cfg: OptimizerConfig) -> Any:
@@ -76,7 +77,10 @@ def train(
     previous = checkpoint.latest(out)
     if previous is not None and not resume:
         raise UserError(f"{out}: holds checkpoints ({previous.name}); add --resume to go on, or choose another --out")
-    acc = accelerate.Accelerator(gradient_accumulation_steps=cfg.grad_accum, log_with=trackers(cfg.log) or None, project_dir=str(out))
+    acc = accelerate.Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum, log_with=trackers(cfg.log) or None, project_dir=str(out),
+        cpu=not torch.cuda.is_available(),  # so several CPU processes (torchrun, tests) form a gloo group
+    )
     pipe = load_kontext_pipeline(cfg.model, cfg.models_dir, cfg.dtype, cfg.revision)
     pipe.to(acc.device)
     pipe.set_progress_bar_config(disable=True)
@@ -91,6 +95,8 @@ def train(
         say(f"resumed from {previous} at step {step}")
     if acc.log_with:
         acc.init_trackers("datagen-train", config={"model": cfg.model, "lora_rank": cfg.lora.rank, "seed": cfg.seed})
+    if acc.is_main_process:
+        say(f"training on {acc.num_processes} process(es), {acc.device}, {len(params)} LoRA tensors, from step {step}")
     end = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
     result = TrainResult(steps=step)
     current, batches = -1, iter(())
@@ -120,7 +126,7 @@ def train(
                 checkpoint.save(out, step, index, acc.unwrap_model(model), optimizer, {"loss": value})
         if acc.is_main_process and (step % 10 == 0 or step == end):
             say(f"step {step}/{cfg.total_steps}  stage {index + 1}  loss {value:.4f}  lr {learning_rate(optimizer):.3g}")
-    result.steps = step
+    result.steps, result.main = step, acc.is_main_process
     acc.wait_for_everyone()
     if acc.is_main_process and step >= cfg.total_steps:
         result.lora = save_lora(type(pipe), acc.unwrap_model(model), out / "lora")

@@ -43,6 +43,8 @@ def load_kontext_pipeline(model: str, models_dir: str | None, dtype: str, revisi
     """The whole FLUX.1 Kontext pipeline (transformer, VAE, CLIP and T5 with their tokenizers);
     anything else is refused in one line."""
     diffusers = require("diffusers", "train")
+    # Full prompts run past CLIP's 77 tokens by design (T5 reads them whole): no warning per batch.
+    require("transformers").logging.set_verbosity_error()
     path = resolve_model(model, models_dir)
     kw: dict[str, Any] = {"revision": revision}
     if dtype != "auto":

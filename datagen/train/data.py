@@ -1,0 +1,379 @@
+"""The trainer's data: sigma-set/1 shards -> seeded SIGMA-GEN examples -> batches by subject count.
+
+    WebDataset(urls, resampled) -> sample shuffle -> decode (own handlers, no pickle) ->
+    subject-count filter -> augment (augment.py) -> bucket_batches -> torch tensors
+
+Only the fields FORMAT.md names are decoded, each by its own handler (PIL for images,
+`numpy.load(allow_pickle=False)` for depth); webdataset's default decoders are never attached,
+so a `.pyd` / `.pickle` member is skipped as bytes and never unpickled. A bad sample raises
+BadSample, is counted by reason and skipped; a shard that cannot be read is counted and skipped
+with a warning, the stream goes on (but a long run of unreadable shards with no sample between
+them stops it: that is broken data, not bad luck).
+
+Counting with DataLoader workers: each worker has its own DataStats; every batch carries its
+worker's counts since that worker's previous batch (`batch["stats"]`), so summing those in the
+main process (`DataStats.add`) gives exact totals whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import logging
+import re
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+from pydantic import ValidationError
+
+from datagen.errors import UserError
+from datagen.models.hub import require
+from datagen.schema import DEPTH_FIELD, IMAGE_FIELDS, JSON_FIELD, SCHEMA_VERSION, SampleMeta, identity_field, mask_field
+from datagen.train.augment import build_example, draw_augment, sample_rng
+
+log = logging.getLogger(__name__)
+
+MASK_RE = re.compile(r"^mask_\d+\.png$")
+ID_RE = re.compile(r"^id_\d+\.png$")
+# Errors PIL raises on a corrupt or truncated image (zlib.error escapes from some PNG chunks).
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zlib.error, Image.DecompressionBombError)
+
+
+class BadSample(ValueError):
+    """A sample that breaks sigma-set/1; `reason` is the counter it lands in."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class WrongSchema(BadSample):
+    def __init__(self, found: Any):
+        super().__init__("schema", f"schema {found!r}, expected {SCHEMA_VERSION!r}")
+        self.found = found
+
+
+class DataStats:
+    """Counts of the stream: samples yielded, filtered by subject count, rejected by reason,
+    unreadable shards. `drain()` hands over the counts since the last drain (see module doc)."""
+
+    def __init__(self) -> None:
+        self.totals: Counter = Counter()
+        self._pending: Counter = Counter()
+        self.shard_errors_in_row = 0
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.totals[name] += n
+        self._pending[name] += n
+
+    def add(self, counts: dict[str, int]) -> None:
+        for name, n in counts.items():
+            self.count(name, n)
+
+    def drain(self) -> dict[str, int]:
+        out, self._pending = dict(self._pending), Counter()
+        return out
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(sorted(self.totals.items()))
+
+    def __getitem__(self, name: str) -> int:
+        return self.totals[name]
+
+
+# ---------------------------------------------------------------- finding and checking shards
+
+
+def list_shards(data: str | Path | list[str] | tuple[str, ...]) -> list[str]:
+    """Shard URLs from a run directory (RUN/final/shard-*.tar), a directory of .tar shards, a
+    glob, a brace pattern (`shards/shard-{000000..000009}.tar`, any URL webdataset opens), a
+    single shard or a list. No match: an empty list (validate_data names the path)."""
+    if isinstance(data, (list, tuple)):
+        return [u for x in map(str, data) for u in (wds.shardlists.expand_urls(x) if "{" in x else [x])]
+    s = str(data)
+    if "{" in s:
+        return list(wds.shardlists.expand_urls(s))
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", s):  # a URL (http://, s3://, pipe:...): as given
+        return [s]
+    p = Path(s).expanduser()
+    if p.is_dir():
+        final = p / "final"
+        if final.is_dir():
+            return sorted(str(x) for x in final.glob("shard-*.tar"))
+        # Leading dots are a writer's temporary files (shards.tmp_path_for): never read them.
+        return sorted(str(x) for x in p.glob("*.tar") if not x.name.startswith("."))
+    if glob.has_magic(s):
+        return sorted(glob.glob(str(p)))
+    return [str(p)] if p.exists() else []
+
+
+def _why(exn: BaseException) -> str:
+    # webdataset appends (stream, url) to an error's args: the message is the first arg, or an
+    # OSError's strerror (its first arg is the errno).
+    return f"{exn.__class__.__name__}: {getattr(exn, 'strerror', None) or (exn.args[0] if exn.args else '')}"
+
+
+def _first_sample(url: str) -> tuple[dict | None, BaseException | None]:
+    errors: list[BaseException] = []
+
+    def stop(exn: BaseException) -> bool:
+        errors.append(exn)
+        return False
+
+    ds = wds.WebDataset([url], shardshuffle=False, nodesplitter=None, workersplitter=None, handler=stop, empty_check=False)
+    for raw in ds:
+        return raw, None
+    return None, errors[0] if errors else None
+
+
+def validate_data(data: str | Path | list[str]) -> list[str]:
+    """Before training: the data exists and is sigma-set/1 (first sample of the first readable
+    shard). Returns the shard URLs; raises UserError in one line otherwise."""
+    urls = list_shards(data)
+    where = data if isinstance(data, (str, Path)) else ", ".join(map(str, data)) or "[]"
+    if not urls:
+        raise UserError(f"no shards at {where}: expected a run directory (RUN/final/shard-*.tar), a directory of .tar shards, a glob or a brace pattern")  # fmt: skip
+    problems = []
+    for url in urls:
+        raw, error = _first_sample(url)
+        if raw is None:
+            problems.append(f"{url}: {f'unreadable ({_why(error)})' if error else 'no samples'}")
+            log.warning("validate_data: %s", problems[-1])
+            continue
+        try:
+            meta = json.loads(raw[JSON_FIELD]) if JSON_FIELD in raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise UserError(f"{url}: sample {raw.get('__key__')} has bad json ({e}); not a {SCHEMA_VERSION} shard") from None
+        found = meta.get("schema") if isinstance(meta, dict) else None
+        if found != SCHEMA_VERSION:
+            raise UserError(f"{url}: schema {found!r}, expected {SCHEMA_VERSION!r}: this trainer reads sigma-set/1 shards only")
+        return urls
+    raise UserError(f"no readable shard at {where} ({len(urls)} tried; first: {problems[0]})")
+
+
+# ---------------------------------------------------------------- one sample
+
+
+def _image(data: bytes, mode: str, what: str, size: tuple[int, int] | None) -> np.ndarray:
+    """Decode one image member; `size` (w, h) checked before the pixels are decoded."""
+    try:
+        im = Image.open(io.BytesIO(data))
+        found = im.size
+        if size is None or found == size:
+            im.load()
+            return np.asarray(im.convert(mode))
+    except _IMAGE_ERRORS as e:
+        raise BadSample("image", f"{what}: undecodable ({e.__class__.__name__}: {e})") from None
+    raise BadSample("shape", f"{what} is {found[0]}x{found[1]}, expected {size[0]}x{size[1]}")
+
+
+def _meta(members: dict[str, bytes], key: str) -> dict:
+    if JSON_FIELD not in members:
+        raise BadSample("missing", "no json member")
+    try:
+        meta = json.loads(members[JSON_FIELD])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadSample("json", f"bad json: {e}") from None
+    if not isinstance(meta, dict):
+        raise BadSample("json", "json is not an object")
+    if meta.get("schema") != SCHEMA_VERSION:
+        raise WrongSchema(meta.get("schema"))
+    try:
+        SampleMeta.model_validate(meta)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise BadSample("json", f"json breaks sigma-set/1 at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if meta["key"] != key:
+        raise BadSample("json", f"json key {meta['key']!r} is not the member key {key!r}")
+    if not meta["subjects"]:
+        raise BadSample("count", "no subjects")
+    return meta
+
+
+def decode_sample(members: dict[str, bytes], key: str) -> dict:
+    """One sample's raw members -> {key, json, image (H,W,3) uint8, masks (N,H,W) bool,
+    depth (H,W) float32, identities (N,h,w,3) uint8}. Raises BadSample. Other members (crops,
+    control.png, anything unknown, `__url__`-style keys) are ignored, never decoded."""
+    meta = _meta(members, key)
+    n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
+    fields = set(members)
+    n_masks, n_ids = sum(bool(MASK_RE.match(f)) for f in fields), sum(bool(ID_RE.match(f)) for f in fields)
+    if n_masks != n or n_ids != n:
+        raise BadSample("count", f"{n} subjects but {n_masks} masks and {n_ids} identity images")
+    missing = [f for f in [mask_field(i) for i in range(n)] + [identity_field(i) for i in range(n)] if f not in fields]
+    if missing:
+        raise BadSample("count", f"missing {', '.join(missing)}")
+    image_field = next((f for f in IMAGE_FIELDS if f in fields), None)
+    if image_field is None:
+        raise BadSample("missing", "no png or jpg target image")
+    image = _image(members[image_field], "RGB", image_field, (w, h))
+    if DEPTH_FIELD not in fields:
+        raise BadSample("missing", "no depth.npy")
+    try:
+        depth = np.load(io.BytesIO(members[DEPTH_FIELD]), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise BadSample("depth", f"depth.npy unreadable ({e.__class__.__name__}: {e})") from None
+    if not isinstance(depth, np.ndarray) or depth.dtype.kind != "f" or depth.shape != (h, w):
+        raise BadSample("shape", f"depth.npy is {getattr(depth, 'dtype', '?')} {getattr(depth, 'shape', '?')}, expected float {h}x{w}")  # fmt: skip
+    masks = np.stack([_image(members[mask_field(i)], "L", mask_field(i), (w, h)) > 127 for i in range(n)])
+    ids = [_image(members[identity_field(i)], "RGB", identity_field(i), None) for i in range(n)]
+    if len({x.shape for x in ids}) != 1:
+        raise BadSample("shape", f"identity images differ in size: {sorted({x.shape[:2] for x in ids})}")
+    return {"key": key, "json": meta, "image": image, "masks": masks, "depth": depth.astype(np.float32, copy=False), "identities": np.stack(ids)}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the stream
+
+
+def make_filter(min_subjects: int, max_subjects: int) -> Callable[[dict], bool]:
+    """A curriculum stage's subject-count filter over decoded samples (bounds inclusive)."""
+    if min_subjects > max_subjects:
+        raise ValueError(f"min_subjects {min_subjects} > max_subjects {max_subjects}")
+
+    def keep(decoded: dict) -> bool:
+        return min_subjects <= len(decoded["json"]["subjects"]) <= max_subjects
+
+    return keep
+
+
+class ShardErrorHandler:
+    """webdataset's `handler`: count an unreadable shard (or a broken tar member), warn, go on.
+
+    After `max_in_row` such errors with no good sample between them, raise: a resampled stream
+    over data that is all broken would otherwise spin forever."""
+
+    def __init__(self, stats: DataStats, max_in_row: int):
+        self.stats, self.max_in_row = stats, max_in_row
+
+    def __call__(self, exn: BaseException) -> bool:
+        self.stats.count("shard_errors")
+        self.stats.shard_errors_in_row += 1
+        # webdataset appends the url to the args of a tar error; an opener's OSError has a filename.
+        url = getattr(exn, "filename", None) or next((a for a in reversed(exn.args) if isinstance(a, str)), "?")
+        log.warning("skipping unreadable shard data %s (%s)", url, _why(exn))
+        if self.stats.shard_errors_in_row >= self.max_in_row:
+            raise UserError(f"{self.stats.shard_errors_in_row} unreadable shards in a row and no sample between them (last: {url}); check the data")  # fmt: skip
+        return True
+
+
+def decoded_samples(raw: Iterable[dict], stats: DataStats) -> Iterator[dict]:
+    """Raw webdataset samples -> decoded ones; bad samples counted as rejected:<reason>."""
+    for sample in raw:
+        key = sample.get("__key__", "?")
+        members = {k: v for k, v in sample.items() if not k.startswith("__")}
+        try:
+            decoded = decode_sample(members, key)
+        except BadSample as e:
+            stats.count(f"rejected:{e.reason}")
+            log.warning("skipping sample %s of %s: %s", key, sample.get("__url__", "?"), e)
+            continue
+        stats.shard_errors_in_row = 0
+        yield decoded
+
+
+def training_examples(
+    urls: list[str],
+    cfg: Any,
+    stats: DataStats,
+    keep: Callable[[dict], bool] | None = None,
+    epoch: int = 0,
+    max_shard_errors_in_row: int | None = None,
+) -> Any:
+    """The endless, seeded stream of training examples (a webdataset pipeline, an IterableDataset).
+
+    cfg: a TrainConfig (seed, resolution, identity_size, shuffle_buffer, augment). keep: a
+    make_filter(...) for the curriculum stage. epoch: mixed into every seed; the trainer passes
+    the step the stream starts at, so a resumed run gets a fresh, still reproducible stream.
+    Reproducible for a fixed (seed, epoch, node and worker layout).
+    """
+    handler = ShardErrorHandler(stats, max_shard_errors_in_row or max(100, 10 * len(urls)))
+    ds = wds.WebDataset(
+        urls, resampled=True, shardshuffle=False, handler=handler, empty_check=False,
+        nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, seed=cfg.seed,
+    )  # fmt: skip
+    # WebDataset's resampler seeds itself from the clock and pid unless told to be
+    # deterministic; then it uses (rank, worker, its epoch, seed).
+    resampler = ds.pipeline[0]
+    if not isinstance(resampler, wds.ResampledShards):
+        raise TypeError(f"expected webdataset's ResampledShards first in the pipeline, got {type(resampler).__name__}")
+    resampler.deterministic, resampler.seed = True, int(cfg.seed) * 1_000_003 + int(epoch)
+    ds = ds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, seed=int(cfg.seed) * 1_000_003 + int(epoch))
+
+    def decode(src: Iterable[dict]) -> Iterator[dict]:
+        return decoded_samples(src, stats)
+
+    def select(src: Iterable[dict]) -> Iterator[dict]:
+        for d in src:
+            if keep is None or keep(d):
+                yield d
+            else:
+                stats.count("filtered")
+
+    def augment(src: Iterable[dict]) -> Iterator[dict]:
+        visits: Counter = Counter()
+        reader = wds.utils.pytorch_worker_seed()  # rank * 1000 + worker, known only in the worker
+        for d in src:
+            rng = sample_rng(cfg.seed, epoch, d["key"], visits[d["key"]], reader)
+            visits[d["key"]] += 1
+            stats.count("samples")
+            yield build_example(d, draw_augment(rng, cfg.augment), cfg.resolution, cfg.identity_size)
+
+    return ds.compose(decode, select, augment)
+
+
+# ---------------------------------------------------------------- batches
+
+
+def collate(examples: list[dict]) -> dict:
+    """Examples of one subject count -> stacked torch tensors (the fields of step.Batch) + keys."""
+    torch = require("torch", "train")
+    heights = {e["identities"].shape for e in examples}
+    if len(heights) != 1:
+        raise ValueError(f"a batch mixes identity stacks of shapes {sorted(heights)}; batch by subject count")
+    return {
+        "target": torch.from_numpy(np.stack([e["target"] for e in examples])),
+        "control": torch.from_numpy(np.stack([e["control"] for e in examples])),
+        "identities": torch.from_numpy(np.stack([e["identities"] for e in examples])),
+        "prompts": [e["prompt"] for e in examples],
+        "n_subjects": examples[0]["n_subjects"],
+        "keys": [e["key"] for e in examples],
+    }
+
+
+def bucket_batches(stream: Iterable[dict], batch_size: int, stats: DataStats | None = None) -> Iterator[dict]:
+    """Batches of one subject count each (I_S heights differ between counts): one pending list
+    per count, a batch yielded when its list fills. With `stats`, each batch carries the counts
+    since the previous batch under "stats"."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pending: dict[int, list[dict]] = {}
+    for ex in stream:
+        bucket = pending.setdefault(ex["n_subjects"], [])
+        bucket.append(ex)
+        if len(bucket) == batch_size:
+            batch = collate(bucket)
+            pending[ex["n_subjects"]] = []
+            if stats is not None:
+                batch["stats"] = stats.drain()
+            yield batch
+
+
+def training_batches(urls: list[str], cfg: Any, stage: Any | None = None, epoch: int = 0, stats: DataStats | None = None) -> Any:
+    """The batches of one curriculum stage (`stage`: min_subjects, max_subjects), batched inside
+    the pipeline so each DataLoader worker buckets its own samples. Wrap in
+    `webdataset.WebLoader(..., batch_size=None, num_workers=cfg.loader_workers)`."""
+    stats = stats if stats is not None else DataStats()
+    keep = make_filter(stage.min_subjects, stage.max_subjects) if stage is not None else None
+    examples = training_examples(urls, cfg, stats, keep=keep, epoch=epoch)
+
+    def batches(src: Iterable[dict]) -> Iterator[dict]:
+        return bucket_batches(src, cfg.batch_size, stats)
+
+    return examples.compose(batches)
