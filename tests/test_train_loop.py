@@ -55,7 +55,9 @@ def _cfg(models, **kw):
 
 def test_trains_through_the_curriculum_and_writes_a_lora(kontext, tmp_path):
     source = SeededSource()
-    result = train(_cfg(kontext), source, tmp_path / "out", say=lambda _: None)
+    result = train(_cfg(kontext, sample_every=3, sample_steps=2), source, tmp_path / "out", say=lambda _: None)
+    previews = sorted(p.name for p in (tmp_path / "out" / "samples").iterdir())
+    assert previews == ["step-00000003.png", "step-00000006.png"]
     assert result.steps == 6 and len(result.losses) == 6 and all(torch.isfinite(torch.tensor(result.losses)))
     assert [c[0] for c in source.calls] == [0, 1]  # a new stream when the curriculum moves on
     tensors = load_file(result.lora)

@@ -80,7 +80,8 @@ class TrainConfig(Strict):
     shuffle_buffer: int = Field(256, ge=1)
     loader_workers: int = Field(2, ge=0)
     checkpoint_every: int = Field(1000, ge=1)
-    sample_every: int = Field(0, ge=0, description="steps between sample images (0: never)")
+    sample_every: int = Field(0, ge=0, description="steps between sample images in OUT/samples (0: never)")
+    sample_steps: int = Field(28, ge=1, description="denoising steps of those sample images")
     log: Literal["auto", "tensorboard", "wandb", "none"] = "auto"
 
     @model_validator(mode="after")

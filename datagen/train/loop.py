@@ -63,6 +63,22 @@ def trackers(log: str) -> list[str]:
     return [log]
 
 
+def write_preview(pipe: Any, batch: Batch, cfg: TrainConfig, path: Path) -> None:
+    """The model's current image for the first batch's first sample: its layout, identities
+    and prompt, a fixed seed, so previews of a run are comparable step to step."""
+    from PIL import Image
+
+    from datagen.train.generate import generate
+
+    def u8(t: Any) -> Any:
+        return ((t.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    image = generate(pipe, batch.prompts[0], u8(batch.control[0]), u8(batch.identities[0]), cfg.seed,
+                     steps=cfg.sample_steps, guidance=cfg.guidance, max_sequence_length=cfg.max_sequence_length)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
 def stage_start(cfg: TrainConfig, index: int) -> int:
     return sum(s.steps for s in cfg.curriculum[:index])
 
@@ -99,7 +115,7 @@ def train(
         say(f"training on {acc.num_processes} process(es), {acc.device}, {len(params)} LoRA tensors, from step {step}")
     end = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
     result = TrainResult(steps=step)
-    current, batches = -1, iter(())
+    current, batches, preview = -1, iter(()), None
     while step < end:
         index, stage = cfg.stage_at(step)
         if index != current:
@@ -107,10 +123,12 @@ def train(
             batches = source.batches(index, stage, acc.process_index, acc.num_processes, skip)
             current = index
         for micro in range(cfg.grad_accum):
+            batch = next(batches)
+            preview = preview or batch
             with acc.accumulate(model):
                 seed = int(stage_rng(cfg.seed, "train", step, micro, acc.process_index).integers(2**63))
                 generator = torch.Generator().manual_seed(seed)
-                loss = step_loss(pipe, next(batches), generator, cfg.guidance, cfg.max_sequence_length, forward=model)
+                loss = step_loss(pipe, batch, generator, cfg.guidance, cfg.max_sequence_length, forward=model)
                 acc.backward(loss)
                 if acc.sync_gradients:
                     acc.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
@@ -124,6 +142,8 @@ def train(
             acc.wait_for_everyone()
             if acc.is_main_process:
                 checkpoint.save(out, step, index, acc.unwrap_model(model), optimizer, {"loss": value})
+        if acc.is_main_process and cfg.sample_every and step % cfg.sample_every == 0:
+            write_preview(pipe, preview, cfg, out / "samples" / f"step-{step:08d}.png")
         if acc.is_main_process and (step % 10 == 0 or step == end):
             say(f"step {step}/{cfg.total_steps}  stage {index + 1}  loss {value:.4f}  lr {learning_rate(optimizer):.3g}")
     result.steps, result.main = step, acc.is_main_process
