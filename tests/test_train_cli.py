@@ -101,3 +101,28 @@ def test_bad_input_is_one_line(world, tmp_path):
                        "--set", f"models_dir={world / 'models'}", "--out", str(tmp_path / "x.png"))  # fmt: skip
     _one_line(bad_lora, "--lora")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_sample_from_a_json_layout(world, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, size in (("a.png", 40), ("b.png", 24)):  # identities of any size
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(tmp_path / name)
+    layout = {
+        "width": 96, "height": 64, "prompt": "Place these subjects on a table",
+        "subjects": [{"identity": "a.png", "box_2d": [4, 4, 40, 40]}, {"identity": "b.png", "box_2d": [30, 20, 90, 60]}],
+    }  # fmt: skip
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    args = ["sample", "--layout", str(tmp_path / "layout.json"), "--config", "train_tiny", "--set", f"models_dir={world / 'models'}",
+            "--steps", "2"]  # fmt: skip
+    done = run_cli(*args, "--mode", "boxes2d", "--out", str(tmp_path / "out.png"))
+    assert done.returncode == 0, done.stderr
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.size == (64, 64)  # train_tiny's resolution
+    _one_line(run_cli(*args, "--out", str(tmp_path / "m.png")), "--mode masks: the layout lacks masks, depth")
+    del layout["subjects"][1]["identity"]
+    (tmp_path / "layout.json").write_text(json.dumps(layout))
+    _one_line(run_cli(*args, "--mode", "boxes2d", "--out", str(tmp_path / "x.png")), "subjects[1]: needs identity")
+    assert not (tmp_path / "m.png").exists() and not (tmp_path / "x.png").exists()

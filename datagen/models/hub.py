@@ -25,7 +25,6 @@ EXTRA_OF = {
     "xgrammar": "llm",
     "diffusers": "diffusion",
     "vllm": "vllm",
-    "scipy": "perception",
     "moge": "moge",
     "groundingdino": "gsam",
     "segment_anything": "gsam",

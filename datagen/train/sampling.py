@@ -82,9 +82,8 @@ def read_layout(path: Path) -> dict:
     if "depth" in spec:
         depth = np.load(base / spec["depth"], allow_pickle=False).astype(np.float32)
     meta = {"width": width, "height": height, "prompt": prompt, "subjects": subjects, "camera": spec.get("camera")}
-    size = ids[0].shape[0]
-    ids = [np.asarray(Image.fromarray(x).resize((size, size), Image.BICUBIC)) for x in ids]
-    return {"json": meta, "masks": np.stack(masks) if len(masks) == len(subjects) else None, "depth": depth, "identities": np.stack(ids)}
+    # Identities may differ in size here: `conditions` resizes each to the identity size.
+    return {"json": meta, "masks": np.stack(masks) if len(masks) == len(subjects) else None, "depth": depth, "identities": ids}
 
 
 def conditions(decoded: dict, mode: str, resolution: int, identity_size: int) -> tuple[np.ndarray, np.ndarray]:
