@@ -91,6 +91,8 @@ def plan(
 def status(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write plots and report.json (default RUN/report).")] = False,
+    report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Where --report writes.")] = None,
 ) -> None:
     """Per stage: shards done / failed / pending, samples in and out, rejections by reason."""
     from datagen.paths import RunPaths
@@ -116,6 +118,10 @@ def status(
         typer.echo(json.dumps(payload, indent=2))
     else:
         typer.echo(render_status(cfg, paths, rows))
+    if report or report_dir is not None:
+        from datagen.report import write_report
+
+        typer.echo(f"report: {write_report(run_dir, report_dir or run_dir / 'report')}", err=True)
 
 
 @app.command()
@@ -185,6 +191,51 @@ def sample(
         overrides=list(set_ or ()), seed=seed, steps=steps, guidance=guidance,
     )  # fmt: skip
     typer.echo(str(path))
+
+
+export_app = typer.Typer(help="Export a finished run to other formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("hf")
+def export_hf(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the dataset (save_to_disk) and its README.md card.")],
+    push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Also upload to this hub repo (user/name).")] = None,
+    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the repo private.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+) -> None:
+    """A Hugging Face dataset, one row per final sample, with a dataset card."""
+    from datagen.export_hf import export_hf as run_export
+
+    typer.echo(run_export(run_dir, out, overwrite=overwrite, push_to_hub=push_to_hub, private=private, say=lambda m: typer.echo(m, err=True)))
+
+
+@app.command()
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("sheet.png"),
+    n: Annotated[int, typer.Option("--n", help="Samples on the sheet.")] = 8,
+    sample_key: Annotated[Optional[str], typer.Option("--sample", help="One sample, large, by key (e.g. 000000_000003).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+) -> None:
+    """A contact sheet: image, labelled masks, depth, projected 3D boxes and the identity strip."""
+    from datagen.contact_sheet import write_contact_sheet
+
+    typer.echo(str(write_contact_sheet(run_dir, out, n=n, key=sample_key, overwrite=overwrite)))
+
+
+@app.command()
+def browse(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the static viewer (open index.html).")],
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many samples.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+) -> None:
+    """A static HTML viewer: thumbnails with filters, a page per sample with overlay toggles."""
+    from datagen.browse import write_browser
+
+    typer.echo(str(write_browser(run_dir, out, limit=limit, overwrite=overwrite)))
 
 
 @app.command("tiny-models")

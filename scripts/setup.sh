@@ -46,5 +46,13 @@ fi
 # trimesh and dlr-pipeline that datagen does not use, so `pip check` lists those as missing.
 .venv/bin/python -m pip install -q --no-deps "dlr-moge==2.0.0"
 .venv/bin/python -m pip install -q "dlr-utils3d==1.3" opencv-python
+# The browser test of `datagen browse` drives Debian's headless Chromium through its driver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    echo "installing chromium and chromium-driver (for the test of datagen browse)" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
 .venv/bin/python -c "import open3d, ray, datagen.stages" >/dev/null
 echo "datagen ready: .venv/bin/datagen" >&2

@@ -44,3 +44,18 @@ def tiny_cfg(tiny_models) -> RunConfig:
     data = yaml.safe_load((bundled_config_dir() / "tiny.yaml").read_text())
     data["models_dir"] = str(tiny_models)
     return build_config(data, "tiny.yaml")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished procedural run (SMALL: 12 samples in 3 shards at 128x128), built once per
+    session without Ray. Read it, never write into it: copy it first (shutil.copytree)."""
+    from helpers import run_cli
+
+    root = tmp_path_factory.mktemp("finished")
+    config = root / "small.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    run_dir = root / "run"
+    done = run_cli("run", "--config", str(config), "--out", str(run_dir), "--executor", "local")
+    assert done.returncode == 0, done.stderr
+    return run_dir
