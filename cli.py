@@ -147,9 +147,13 @@ def train(
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: --set lora.rank=64")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out.")] = False,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps (a partial run).")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option("--ray-workers", help="Run on Ray Train's TorchTrainer with N workers.")] = None,
+    gpu: Annotated[bool, typer.Option("--gpu/--cpu", help="With --ray-workers: one GPU per worker (default when CUDA is here).")] = None,  # type: ignore[assignment]
+    address: Annotated[Optional[str], typer.Option("--address", help="With --ray-workers: join this Ray cluster.")] = None,
 ) -> None:
     """LoRA fine-tuning of FLUX.1 Kontext on final shards with SIGMA-GEN's conditioning.
-    Multi-GPU: accelerate launch --multi_gpu --num_processes N -m datagen.cli train ..."""
+    Multi-GPU: accelerate launch --multi_gpu --num_processes N -m datagen.cli train ...,
+    or on a Ray cluster: datagen train --ray-workers N --address HOST:PORT ..."""
     from datagen.train.config import load_train_config
     from datagen.train.data import validate_data
     from datagen.train.loop import train as run_training
@@ -157,6 +161,22 @@ def train(
 
     cfg = load_train_config(config, list(set_ or ()))
     urls = validate_data(data[0] if len(data) == 1 else data)
+    if address is not None and ray_workers is None:
+        raise UserError("--address: only with --ray-workers (accelerate launch has its own flags)")
+    if ray_workers is not None:
+        from datagen.train.checkpoint import latest
+        from datagen.train.ray_launch import train_on_ray
+
+        if latest(out) is not None and not resume:
+            raise UserError(f"{out}: holds checkpoints ({latest(out).name}); add --resume to go on, or choose another --out")
+        if gpu is None:
+            import torch
+
+            gpu = torch.cuda.is_available()
+        report = train_on_ray(config, list(set_ or ()), urls, out, total_steps=cfg.total_steps, workers=ray_workers, use_gpu=gpu, address=address,
+                              resume=resume, max_steps=max_steps, say=lambda m: typer.echo(m, err=True))  # fmt: skip
+        typer.echo(json.dumps(report))
+        return
     source = ShardSource(urls, cfg)
     result = run_training(cfg, source, out, resume=resume, say=lambda m: typer.echo(m, err=True), max_steps=max_steps)
     if not result.main:

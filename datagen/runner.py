@@ -68,7 +68,7 @@ def _cluster_token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
-def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None, log_to_driver: bool = False) -> None:
     if address and "RAY_AUTH_MODE" not in os.environ and _cluster_token_available():
         # Joining a cluster: authenticate with its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
         # or ~/.ray/auth_token), as Ray's token authentication expects. A driver does not
@@ -81,7 +81,7 @@ def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | N
         return
     # Locally Ray's notices are noise; on a cluster its warnings (authentication, nodes) matter.
     level = logging.WARNING if address else logging.ERROR
-    common: dict[str, Any] = dict(include_dashboard=False, logging_level=level, log_to_driver=False)
+    common: dict[str, Any] = dict(include_dashboard=False, logging_level=level, log_to_driver=log_to_driver)
     if address:
         try:
             ray.init(address=address, **common)

@@ -87,6 +87,30 @@ def test_two_processes_train_as_one_gloo_group(world, tmp_path):
     assert (tmp_path / "ddp" / "lora" / "pytorch_lora_weights.safetensors").is_file()
 
 
+def test_ray_train_runs_the_same_two_process_training(world, tmp_path):
+    """TorchTrainer with 2 CPU workers forms the same gloo group torchrun does: the same LoRA."""
+    env = _env()
+    env["OMP_NUM_THREADS"] = "1"
+    args = ["--config", "train_tiny", "--data", str(world / "run" / "final"), "--set", f"models_dir={world / 'models'}"]
+    torchrun = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(30500 + os.getpid() % 1000),
+         "-m", "datagen.cli", "train", *args, "--out", str(tmp_path / "torchrun")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert torchrun.returncode == 0, torchrun.stderr[-3000:]
+    on_ray = run_cli("train", *args, "--out", str(tmp_path / "ray"), "--ray-workers", "2", "--cpu", env=env)
+    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    assert "training on 2 process(es)" in on_ray.stderr
+    report = json.loads(on_ray.stdout.strip().splitlines()[-1])
+    assert report["steps"] == 4 and report["lora"] == str(tmp_path / "ray" / "lora" / "pytorch_lora_weights.safetensors")
+    a, b = (load_file(tmp_path / d / "lora" / "pytorch_lora_weights.safetensors") for d in ("torchrun", "ray"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] - b[k]).abs().max() < 1e-6, k
+    again = run_cli("train", *args, "--out", str(tmp_path / "ray"), "--ray-workers", "2", "--cpu", env=env)
+    _one_line(again, "holds checkpoints")
+
+
 def test_bad_input_is_one_line(world, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

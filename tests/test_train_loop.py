@@ -88,3 +88,46 @@ def test_an_existing_run_needs_resume_and_a_changed_lora_is_refused(kontext, tmp
     changed.lora.rank = 8
     with pytest.raises(UserError, match="does not match the configured one"):
         train(changed, SeededSource(), tmp_path / "o", resume=True, say=lambda _: None)
+
+
+def _stepped_adamw(scale: float) -> torch.optim.Optimizer:
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([p], lr=0.1)
+    (p * scale).sum().backward()
+    opt.step()
+    return opt
+
+
+def test_fsdp_style_checkpoints_keep_one_optimizer_shard_per_rank(tmp_path):
+    """Two ranks (threads standing in for processes, with a real barrier) save sharded optimizer
+    states; each rank gets its own back, and another world size is refused."""
+    import threading
+
+    barrier = threading.Barrier(2)
+    lora = {"a.lora_A.default.weight": torch.arange(6.0).reshape(2, 3)}
+    optimizers = [_stepped_adamw(1.0), _stepped_adamw(5.0)]
+    errors = []
+
+    def save(rank):
+        try:
+            checkpoint.save(tmp_path, 7, 1, lora if rank == 0 else {}, optimizers[rank], rank=rank, world=2,
+                            sharded_optimizer=True, barrier=barrier.wait, extra={"loss": 0.5})  # fmt: skip
+        except Exception as e:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=save, args=(r,)) for r in (0, 1)]
+    [t.start() for t in threads]
+    [t.join(timeout=60) for t in threads]
+    assert not errors, errors
+    path = checkpoint.latest(tmp_path)
+    assert sorted(f.name for f in path.iterdir()) == [
+        "lora.safetensors", "optimizer-rank00000.pt", "optimizer-rank00001.pt", "state.json"
+    ]  # fmt: skip
+    for rank in (0, 1):
+        fresh = _stepped_adamw(0.0)
+        checkpoint.load_optimizer(path, fresh, rank=rank, world=2)
+        torch.testing.assert_close(fresh.state_dict()["state"][0]["exp_avg"], optimizers[rank].state_dict()["state"][0]["exp_avg"])
+    with pytest.raises(UserError, match="written by 2 FSDP processes"):
+        checkpoint.load_optimizer(path, _stepped_adamw(0.0), rank=0, world=4)
+    torch.testing.assert_close(load_file(path / "lora.safetensors")["a.lora_A.default.weight"], lora["a.lora_A.default.weight"])

@@ -79,6 +79,16 @@ def write_preview(pipe: Any, batch: Batch, cfg: TrainConfig, path: Path) -> None
     Image.fromarray(image).save(path)
 
 
+def lora_state(acc: Any, model: Any, trainable: list[str]) -> dict[str, Any]:
+    """The full LoRA tensors on the main process ({} elsewhere). accelerate's get_state_dict
+    gathers FSDP shards, so every process must call this; under FSDP it gathers the frozen
+    base too, which makes a checkpoint cost seconds on a 12B model (checkpoint_every accordingly)."""
+    full = acc.get_state_dict(model)
+    if not acc.is_main_process:
+        return {}
+    return {n: full[n].detach().cpu().contiguous() for n in trainable}
+
+
 def stage_start(cfg: TrainConfig, index: int) -> int:
     return sum(s.steps for s in cfg.curriculum[:index])
 
@@ -102,17 +112,26 @@ def train(
     pipe.set_progress_bar_config(disable=True)
     torch.manual_seed(cfg.seed)  # the LoRA's initial weights
     params = add_lora(pipe.transformer, LoraSpec(cfg.lora.rank, cfg.lora.alpha, tuple(cfg.lora.targets)))
+    trainable = [n for n, p in pipe.transformer.named_parameters() if p.requires_grad]
+    step = 0
+    if resume and previous is not None:
+        # Into the plain module, before DDP/FSDP wraps (and FSDP shards) it.
+        step = checkpoint.load_lora(previous, pipe.transformer)["step"]
     if cfg.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
     model, optimizer = acc.prepare(pipe.transformer, make_optimizer(params, cfg.optimizer))
-    step = 0
+    sharded = acc.distributed_type == accelerate.DistributedType.FSDP
     if resume and previous is not None:
-        step = checkpoint.load(previous, acc.unwrap_model(model), optimizer)["step"]
+        checkpoint.load_optimizer(previous, optimizer, rank=acc.process_index, world=acc.num_processes)
         say(f"resumed from {previous} at step {step}")
+    if sharded and cfg.sample_every and acc.is_main_process:
+        say("sample_every: previews are off under FSDP (generating needs every shard)")
     if acc.log_with:
         acc.init_trackers("datagen-train", config={"model": cfg.model, "lora_rank": cfg.lora.rank, "seed": cfg.seed})
     if acc.is_main_process:
-        say(f"training on {acc.num_processes} process(es), {acc.device}, {len(params)} LoRA tensors, from step {step}")
+        mode = str(acc.distributed_type).rsplit(".", 1)[-1]  # NO, MULTI_CPU, MULTI_GPU, FSDP, ...
+        say(f"training on {acc.num_processes} process(es) ({mode}, {type(model).__name__}), {acc.device}, "
+            f"{len(params)} LoRA tensors, from step {step}")  # fmt: skip
     end = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
     result = TrainResult(steps=step)
     current, batches, preview = -1, iter(()), None
@@ -131,7 +150,7 @@ def train(
                 loss = step_loss(pipe, batch, generator, cfg.guidance, cfg.max_sequence_length, forward=model)
                 acc.backward(loss)
                 if acc.sync_gradients:
-                    acc.clip_grad_norm_(params, cfg.optimizer.max_grad_norm)
+                    acc.clip_grad_norm_(model.parameters(), cfg.optimizer.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
         step += 1
@@ -140,16 +159,19 @@ def train(
         acc.log({"loss": value, "lr": learning_rate(optimizer), "curriculum_stage": index}, step=step)
         if step % cfg.checkpoint_every == 0 or step == end:
             acc.wait_for_everyone()
-            if acc.is_main_process:
-                checkpoint.save(out, step, index, acc.unwrap_model(model), optimizer, {"loss": value})
-        if acc.is_main_process and cfg.sample_every and step % cfg.sample_every == 0:
+            checkpoint.save(out, step, index, lora_state(acc, model, trainable), optimizer, rank=acc.process_index,
+                            world=acc.num_processes, sharded_optimizer=sharded, barrier=acc.wait_for_everyone,
+                            extra={"loss": value})  # fmt: skip
+        if acc.is_main_process and cfg.sample_every and not sharded and step % cfg.sample_every == 0:
             write_preview(pipe, preview, cfg, out / "samples" / f"step-{step:08d}.png")
         if acc.is_main_process and (step % 10 == 0 or step == end):
             say(f"step {step}/{cfg.total_steps}  stage {index + 1}  loss {value:.4f}  lr {learning_rate(optimizer):.3g}")
     result.steps, result.main = step, acc.is_main_process
     acc.wait_for_everyone()
-    if acc.is_main_process and step >= cfg.total_steps:
-        result.lora = save_lora(type(pipe), acc.unwrap_model(model), out / "lora")
-        say(f"LoRA written to {result.lora}")
+    if step >= cfg.total_steps:
+        final = lora_state(acc, model, trainable)  # every process: a collective under FSDP
+        if acc.is_main_process:
+            result.lora = save_lora(type(pipe), acc.unwrap_model(model), out / "lora", state_dict=final)
+            say(f"LoRA written to {result.lora}")
     acc.end_training()
     return result

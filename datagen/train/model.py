@@ -74,12 +74,13 @@ def add_lora(transformer: Any, spec: LoraSpec) -> list[Any]:
     return [p for p in transformer.parameters() if p.requires_grad]
 
 
-def save_lora(pipe_cls: Any, transformer: Any, out: Path) -> Path:
-    """The LoRA alone, as the safetensors file `pipe.load_lora_weights(out)` reads."""
+def save_lora(pipe_cls: Any, transformer: Any, out: Path, state_dict: dict[str, Any] | None = None) -> Path:
+    """The LoRA alone, as the safetensors file `pipe.load_lora_weights(out)` reads. `state_dict`:
+    the LoRA tensors gathered from a sharded (FSDP) model, whose own parameters are shards."""
     peft_utils = require("peft.utils", "train")
     from diffusers.utils import convert_state_dict_to_diffusers
 
-    state = convert_state_dict_to_diffusers(peft_utils.get_peft_model_state_dict(transformer))
+    state = convert_state_dict_to_diffusers(peft_utils.get_peft_model_state_dict(transformer, state_dict=state_dict))
     out.mkdir(parents=True, exist_ok=True)
     pipe_cls.save_lora_weights(out, transformer_lora_layers=state, weight_name=LORA_FILE)
     return out / LORA_FILE
