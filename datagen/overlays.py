@@ -104,6 +104,12 @@ def boxes_layer(
     return np.asarray(layer)
 
 
+def text_colour(background: np.ndarray) -> tuple[int, int, int, int]:
+    """Black on light colours, white on dark ones (Rec. 601 luma)."""
+    r, g, b = (int(c) for c in background[:3])
+    return (0, 0, 0, 255) if 0.299 * r + 0.587 * g + 0.114 * b >= 140 else (255, 255, 255, 255)
+
+
 def label_layer(size: tuple[int, int], subjects: list[dict], colours: np.ndarray, font_size: int = 12) -> np.ndarray:
     """(H, W, 4) RGBA: each subject's index and name at the top-left of its 2D box."""
     from PIL import ImageFont
@@ -118,5 +124,5 @@ def label_layer(size: tuple[int, int], subjects: list[dict], colours: np.ndarray
         left, top, right, bottom = draw.textbbox((x0, y0), text, font=font)
         y = max(0, y0 - (bottom - top) - 2)
         draw.rectangle([x0, y, x0 + (right - left) + 4, y + (bottom - top) + 3], fill=(*(int(c) for c in colours[i]), 230))
-        draw.text((x0 + 2, y + 1 - (top - y0)), text, fill=(0, 0, 0, 255), font=font)
+        draw.text((x0 + 2, y + 1 - (top - y0)), text, fill=text_colour(colours[i]), font=font)
     return np.asarray(layer)

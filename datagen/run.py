@@ -202,6 +202,8 @@ def _report(cfg: RunConfig, paths: RunPaths, outcomes: list[Outcome], jobs: list
         say(f"datagen: error: {paths.root}: disk full; free some space and run the same command to resume")
     elif failed:
         say(f"{len(failed)} (stage, shard) failed; see `datagen status {paths.root}` and {paths.logs_dir}")
+    elif done == cfg.num_shards:
+        say(f"look at it: datagen show {paths.root} | datagen browse {paths.root} --out DIR | datagen status {paths.root} --report")
     return RunReport(paths, outcomes, jobs, kept, failed, blocked)
 
 
