@@ -7,7 +7,6 @@ was requested for every sample without reading anything back.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
@@ -55,9 +54,12 @@ def prompt_hash(text: str) -> str:
 class PromptRegistry:
     """Run-wide claims on normalised prompts: the first sample to claim one keeps it.
 
-    One file per prompt hash under the run directory, created with O_EXCL, holding the key
-    that claimed it: atomic on a local or shared POSIX filesystem, so workers on every node
-    agree. A sample that claims again (a retried shard) finds its own key and keeps it.
+    One file per prompt hash under the run directory, holding the key that claimed it. The key
+    is written to a private file first, then hard-linked to the claim's name: the link either
+    creates the claim complete or fails because it exists, atomically on a local or shared
+    POSIX filesystem, so workers on every node agree and no one ever reads a half-made claim.
+    (Creating the claim with O_EXCL and then writing it left a moment where another worker
+    read it empty.) A sample that claims again (a retried shard) finds its own key and keeps it.
     """
 
     def __init__(self, root: Path) -> None:
@@ -68,20 +70,15 @@ class PromptRegistry:
         h = prompt_hash(text)
         path = self.root / h[:2] / h
         path.parent.mkdir(parents=True, exist_ok=True)
+        mine = path.with_name(f".{h}.{key}.{os.getpid()}.tmp")
+        mine.write_text(key, encoding="ascii")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except OSError as e:
-            if e.errno != errno.EEXIST:
-                raise
-            owner = path.read_text(encoding="ascii").strip()
-            # An empty file is a claim whose writer died between create and write: take it over.
-            if owner:
-                return owner
-            path.write_text(key, encoding="ascii")
+            os.link(mine, path)
             return key
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(key)
-        return key
+        except FileExistsError:
+            return path.read_text(encoding="ascii").strip()
+        finally:
+            mine.unlink(missing_ok=True)
 
 
 def requested_histogram(cfg: PromptsConfig, seeds: list[int]) -> dict[str, int]:

@@ -57,10 +57,13 @@ def _claim(args):
 
 
 def test_concurrent_claims_agree_on_one_owner(tmp_path: Path):
-    keys = [f"000000_{i:06d}" for i in range(16)]
-    with mp.get_context("spawn").Pool(4) as pool:
-        owners = pool.map(_claim, [(str(tmp_path), k) for k in keys])
+    keys = [f"000000_{i:06d}" for i in range(64)]
+    with mp.get_context("spawn").Pool(8) as pool:
+        owners = pool.map(_claim, [(str(tmp_path), k) for k in keys], chunksize=1)
     assert len(set(owners)) == 1 and owners[0] in keys
+    # One complete claim file and no private leftovers.
+    (claim,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert claim.read_text() == owners[0] and not claim.name.startswith(".")
 
 
 def test_prompts_stage_rejects_a_duplicate_of_another_shard(small_cfg, tmp_path: Path):
