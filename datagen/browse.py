@@ -23,19 +23,16 @@ from datagen.browse_media import thumbnail, write_sample_media
 from datagen.browse_pages import Card, card_of, index_html, sample_html
 from datagen.errors import UserError
 from datagen.final_samples import FinalSample, final_shards, iter_final_samples
-from datagen.output_guard import staged_dir
+from datagen.output_guard import refuse_existing, staged_dir
 from datagen.paths import RunPaths
 
 ASSETS = ("viewer.js", "viewer.css")
 
 
-def _check_args(run_dir: Path, out: Path, limit: int | None) -> None:
+def _check_args(run_dir: Path, out: Path, limit: int | None, overwrite: bool) -> None:
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit}: must be at least 1")
-    run, dest = Path(run_dir).resolve(), Path(out).resolve()
-    # --overwrite replaces `out` wholesale: never let that be the run or a folder holding it.
-    if dest == run or dest in run.parents:
-        raise UserError(f"--out {out}: would replace the run {run_dir} itself (choose a directory outside it)")
+    refuse_existing(out, overwrite, protect=run_dir)
     final_shards(run_dir)  # one line when there is no run or nothing finished, before anything is made
 
 
@@ -75,8 +72,8 @@ def _run_title(run_dir: Path, first: FinalSample | None) -> str:
 def write_browser(run_dir: Path, out: Path, *, limit: int | None = None, overwrite: bool = False) -> Path:
     """Write the viewer for `run_dir` into `out` (at most `limit` samples); returns index.html."""
     run_dir, out = Path(run_dir), Path(out)
-    _check_args(run_dir, out, limit)
-    with staged_dir(out, overwrite) as tmp:
+    _check_args(run_dir, out, limit, overwrite)
+    with staged_dir(out, overwrite, protect=run_dir) as tmp:
         (tmp / "thumbs").mkdir()
         (tmp / "samples").mkdir()
         cards: list[Card] = []

@@ -265,12 +265,12 @@ def export_hf(
     shards = final_shards(run_dir)
     expected = count_final_samples(run_dir)
     cfg = load_run_config(run_dir)
-    refuse_existing(out, overwrite)  # before the (slow) export, not after it
+    refuse_existing(out, overwrite, protect=run_dir)  # before the (slow) export, not after it
     for module in ("datasets", "huggingface_hub", "jinja2"):  # jinja2: DatasetCard.from_template renders with it
         require(module, "export")
     _check_datasets_version()
     say(f"export: {expected} samples from {len(shards)} final shards of {run_dir}")
-    with staged_dir(out, overwrite) as tmp:
+    with staged_dir(out, overwrite, protect=run_dir) as tmp:
         tally = build_dataset(run_dir, tmp, (cfg.run.height, cfg.run.width), say)
         if tally.rows != expected:
             raise UserError(f"export: read {tally.rows} samples but the final shards' stats say {expected} (a shard changed?)")

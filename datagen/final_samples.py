@@ -19,6 +19,8 @@ from datagen.errors import ShardReadError, UserError
 from datagen.final_decode import BadSample, decode_sample
 from datagen.paths import RunPaths
 from datagen.schema import KEY_RE, crop_field
+from datagen.shards import read_tar
+from datagen.status import current_final_shards
 
 
 @dataclass
@@ -44,15 +46,17 @@ class FinalSample:
 
 
 def final_shards(run_dir: Path) -> list[Path]:
-    """The run's committed final shards, in shard order. UserError when there are none."""
+    """The run's final shards that count (current settings, as `datagen status` counts them), in
+    shard order. UserError when there are none."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a datagen run (no such directory)")
-    final = RunPaths(run_dir).final_dir
-    # A shard counts once its stats marker exists: a tar without one may be mid-commit.
-    shards = sorted(p for p in final.glob("shard-*.tar") if p.with_name(p.name[: -len(".tar")] + ".stats.json").is_file())
+    from datagen.run import load_run_config
+
+    paths = RunPaths(run_dir)
+    shards = [paths.final_tar(shard) for shard, _ in current_final_shards(load_run_config(run_dir), paths)]
     if not shards:
-        raise UserError(f"{run_dir}: no final shards in {final} (run `datagen run` to finish it first)")
+        raise UserError(f"{run_dir}: no final shards in {paths.final_dir} (run `datagen run` to finish it first)")
     return shards
 
 
@@ -75,8 +79,6 @@ def _decode(shard: Path, key: str, members: dict[str, bytes]) -> FinalSample:
 
 def _read(shard: Path) -> dict[str, dict[str, bytes]]:
     try:
-        from datagen.shards import read_tar
-
         return read_tar(shard)
     except ShardReadError as e:
         raise UserError(str(e)) from None

@@ -18,8 +18,13 @@ from datagen.errors import UserError
 from datagen.shards import commit_bytes
 
 
-def refuse_existing(out: Path, overwrite: bool, flag: str = "--out") -> None:
-    """UserError when `out` exists and --overwrite was not given."""
+def refuse_existing(out: Path, overwrite: bool, flag: str = "--out", protect: Path | None = None) -> None:
+    """UserError when `out` exists and --overwrite was not given, or when `out` is `protect` (the
+    run being read) or holds it: replacing it would delete the very data being exported."""
+    if protect is not None:
+        target, kept = Path(out).resolve(), Path(protect).resolve()
+        if target == kept or target in kept.parents:
+            raise UserError(f"{flag} {out}: would replace the run {protect} itself; choose a directory outside it")
     if out.exists() and not overwrite:
         raise UserError(f"{flag} {out}: already exists (pass --overwrite to replace it)")
     if not out.parent.exists():
@@ -36,9 +41,9 @@ def write_file(out: Path, data: bytes, overwrite: bool, flag: str = "--out") -> 
 
 
 @contextmanager
-def staged_dir(out: Path, overwrite: bool, flag: str = "--out") -> Iterator[Path]:
+def staged_dir(out: Path, overwrite: bool, flag: str = "--out", protect: Path | None = None) -> Iterator[Path]:
     """Yield an empty temporary directory beside `out`; on success it replaces `out`."""
-    refuse_existing(out, overwrite, flag)
+    refuse_existing(out, overwrite, flag, protect)
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out}: is a file, expected a directory")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")

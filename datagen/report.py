@@ -29,12 +29,12 @@ from datagen.errors import UserError
 from datagen.final_writer import run_id
 from datagen.fingerprint import stage_fingerprints
 from datagen.geometry import valid_depth
-from datagen.output_guard import staged_dir
+from datagen.output_guard import refuse_existing, staged_dir
 from datagen.paths import RunPaths
 from datagen.plan import read_marker
 from datagen.run import load_run_config
 from datagen.schema import DEPTH_FIELD, JSON_FIELD, MEMBER_RE, mask_field
-from datagen.status import StageStatus, collect_status, final_kept, requested_subjects
+from datagen.status import StageStatus, collect_status, current_marker, final_kept, requested_subjects
 
 REPORT_SCHEMA = "datagen-report/1"
 DEPTH_SAMPLES = 2000
@@ -49,7 +49,7 @@ def write_report(run_dir: Path, out_dir: Path, depth_samples: int = DEPTH_SAMPLE
     report = build_report(run_dir, depth_samples)
     from datagen.report_plots import write_plots  # matplotlib only when plots are drawn
 
-    with staged_dir(out_dir, overwrite=True, flag="--report-dir") as tmp:
+    with staged_dir(out_dir, overwrite=True, flag="--report-dir", protect=run_dir) as tmp:
         report["plots"] = write_plots(report, tmp)
         (tmp / "report.json").write_text(json.dumps(report, indent=1) + "\n")
         (tmp / "report.md").write_text(render_markdown(report))
@@ -62,9 +62,7 @@ def load_report(out_dir: Path) -> dict[str, Any]:
 
 def _check_out_dir(out_dir: Path, run_dir: Path) -> None:
     """The report directory is replaced whole: refuse the run itself or a directory of other files."""
-    out, run = out_dir.resolve(), run_dir.resolve()
-    if out == run or out in run.parents:
-        raise UserError(f"--report-dir {out_dir}: holds the run itself; pick a new directory such as {run_dir / 'report'}")
+    refuse_existing(out_dir, True, "--report-dir", protect=run_dir)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
         raise UserError(f"--report-dir {out_dir}: exists and is not a datagen report, so it would be replaced; pick another")
 
@@ -118,8 +116,8 @@ def stage_figures(cfg: RunConfig, paths: RunPaths) -> tuple[dict[str, dict[str, 
     for shard in range(cfg.num_shards):
         fps = stage_fingerprints(cfg, shard)
         for stage in order:
-            marker = read_marker(paths.output_marker(stage, shard, final))
-            if not marker or marker.get("fingerprint") != fps[stage] or not paths.output_tar(stage, shard, final).exists():
+            marker = current_marker(paths, stage, shard, final, fps[stage])
+            if marker is None:
                 continue
             if stage == final:  # the final stats hold every stage's figures; take this stage's own
                 own = {**marker.get("stages", {}).get(stage, {}), "cpu_s": marker.get("cpu_time_s", {}).get(stage, 0.0)}

@@ -33,6 +33,26 @@ class StageStatus:
         return d
 
 
+def current_marker(paths: RunPaths, stage: str, shard: int, final: str, fingerprint: str) -> dict | None:
+    """The (stage, shard)'s completion marker if it counts: written for the current settings
+    (its fingerprint) and its output still there. One rule for status, reports and viewers."""
+    marker = read_marker(paths.output_marker(stage, shard, final))
+    if marker and marker.get("fingerprint") == fingerprint and paths.output_tar(stage, shard, final).exists():
+        return marker
+    return None
+
+
+def current_final_shards(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict]]:
+    """(shard, stats marker) of every final shard that counts, in shard order."""
+    final = cfg.stages.order[-1]
+    found = []
+    for shard in range(cfg.num_shards):
+        marker = current_marker(paths, final, shard, final, stage_fingerprints(cfg, shard)[final])
+        if marker is not None:
+            found.append((shard, marker))
+    return found
+
+
 def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
     """Cheap: markers and fingerprints only (no checksums); `datagen run` verifies bytes."""
     final = cfg.stages.order[-1]
@@ -41,9 +61,9 @@ def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
         fps = stage_fingerprints(cfg, shard)
         for stage in cfg.stages.order:
             row = rows[stage]
-            marker = read_marker(paths.output_marker(stage, shard, final))
+            marker = current_marker(paths, stage, shard, final, fps[stage])
             failed = read_marker(paths.failed_marker(stage, shard))
-            if marker and marker.get("fingerprint") == fps[stage] and paths.output_tar(stage, shard, final).exists():
+            if marker is not None:
                 row.done += 1
                 row.samples_in += marker.get("samples_in", 0)
                 row.samples_out += marker.get("samples_out", marker.get("samples_written", 0))
@@ -68,22 +88,14 @@ def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
 
 def final_kept(cfg: RunConfig, paths: RunPaths) -> tuple[int, int]:
     """(samples kept, final shards done) by the current fingerprints."""
-    final = cfg.stages.order[-1]
-    kept = done = 0
-    for shard in range(cfg.num_shards):
-        marker = read_marker(paths.final_stats(shard))
-        if marker and marker.get("fingerprint") == stage_fingerprints(cfg, shard)[final] and paths.final_tar(shard).exists():
-            kept += marker.get("samples_written", 0)
-            done += 1
-    return kept, done
+    done = current_final_shards(cfg, paths)
+    return sum(marker.get("samples_written", 0) for _, marker in done), len(done)
 
 
 def subjects_histogram(cfg: RunConfig, paths: RunPaths) -> dict[str, int]:
     hist: Counter = Counter()
-    for shard in range(cfg.num_shards):
-        marker = read_marker(paths.final_stats(shard))
-        if marker:
-            hist.update({k: int(v) for k, v in marker.get("subjects_histogram", {}).items()})
+    for _, marker in current_final_shards(cfg, paths):
+        hist.update({k: int(v) for k, v in marker.get("subjects_histogram", {}).items()})
     return {k: hist[k] for k in sorted(hist, key=int)}
 
 

@@ -314,8 +314,8 @@ def test_cli_writes_the_viewer(finished_run, tmp_path):
 def test_cli_bad_input(finished_run, tmp_path, case, needle):
     run, out, extra = finished_run, tmp_path / "v", []
     if case == "no-shards":
-        run = tmp_path / "empty-run"
-        (run / "final").mkdir(parents=True)
+        run = shutil.copytree(finished_run, tmp_path / "empty-run")  # a run whose final shards are gone
+        shutil.rmtree(run / "final")
     elif case == "limit":
         extra = ["--limit", "0"]
     elif case == "exists":

@@ -3,6 +3,8 @@ bad input is one line with nothing written."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from helpers import run_cli
@@ -162,8 +164,8 @@ def test_cli_writes_the_sheet(finished_run, tmp_path):
 def test_cli_bad_input_is_one_line_and_writes_nothing(finished_run, tmp_path, case, args, needle):
     run, out = finished_run, tmp_path / "sheet.png"
     if case == "no_shards":
-        run = tmp_path / "empty_run"
-        run.mkdir()
+        run = shutil.copytree(finished_run, tmp_path / "empty_run")  # a run whose final shards are gone
+        shutil.rmtree(run / "final")
     elif case == "exists":
         out.write_bytes(b"keep me")
     elif case == "no_parent":

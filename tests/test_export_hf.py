@@ -375,3 +375,13 @@ def test_datasets_is_imported_lazily_and_named_when_missing(finished_run, tmp_pa
     with pytest.raises(UserError, match=r"^datasets is not installed .*pip install 'datagen\[export\]'$"):
         _export(finished_run, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_overwrite_never_replaces_the_run_itself(finished_run, tmp_path):
+    run = shutil.copytree(finished_run, tmp_path / "run")
+    before = sorted(p.name for p in (run / "final").iterdir())
+    for out in (run, tmp_path):
+        done = run_cli("export", "hf", str(run), "--out", str(out), "--overwrite")
+        assert done.returncode == 2 and "would replace the run" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in (run / "final").iterdir()) == before

@@ -157,6 +157,6 @@ def test_refuses_to_replace_a_directory_that_is_not_a_report(finished_run, tmp_p
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="not a datagen report"):
         write_report(finished_run, tmp_path)
-    with pytest.raises(UserError, match="holds the run itself"):
+    with pytest.raises(UserError, match="would replace the run"):
         write_report(finished_run, finished_run)
     assert (tmp_path / "notes.txt").read_text() == "mine"
