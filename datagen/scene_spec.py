@@ -38,8 +38,8 @@ def user_message(n: int, theme: str, background: str) -> str:
     return f"Theme: {theme}. Background: {background}. Number of subjects: {n}."
 
 
-# xgrammar 0.2.8 fails to compile a regex repetition bound above 128; longer texts are
-# written as a run of bounded chunks, which matches the same strings.
+# xgrammar 0.2.8 failed to compile a regex repetition bound above 128 (0.2.9 does); longer
+# texts are written as a run of bounded chunks, which matches the same strings on either.
 _MAX_REPEAT = 128
 
 

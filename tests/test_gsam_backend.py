@@ -125,6 +125,71 @@ def test_head_mask_by_hand(bert):
     assert encoder.get_head_mask(torch.ones(2), 3, is_attention_chunked=True).shape == (3, 1, 2, 1, 1, 1)
 
 
+def test_the_warper_gives_berts_own_output_on_the_installed_transformers(bert):
+    """groundingdino's hand-driven BERT (embeddings, masks, encoder) equals BertModel's forward."""
+    from groundingdino.models.GroundingDINO.bertwarper import BertModelWarper
+
+    encoder, _ = bert
+    encoder.eval()
+    ids = torch.tensor([[1, 4, 5, 2, 0], [1, 7, 2, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        want = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = BertModelWarper(encoder)(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got, want)
+
+
+class _OldEmbeddings:  # transformers 4 and 5 before 5.24
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, past_key_values_length=0):
+        return ("old", past_key_values_length)
+
+
+class _RenamedEmbeddings:  # transformers 5.24
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, cache_length=0):
+        return ("renamed", input_ids, cache_length)
+
+
+class _UnknownEmbeddings:
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None, offset=0):
+        return None
+
+
+class _StrictEncoder:
+    def forward(self, hidden_states, attention_mask=None, use_cache=None):
+        return hidden_states
+
+
+def test_embeddings_take_the_warpers_keyword_on_both_signatures():
+    from datagen.models.bert_compat import adapt_embeddings, embeddings_keyword
+
+    assert embeddings_keyword(_OldEmbeddings) is None
+    assert adapt_embeddings(_OldEmbeddings) is False  # left alone
+    assert embeddings_keyword(_RenamedEmbeddings) == "cache_length"
+    assert adapt_embeddings(_RenamedEmbeddings) is True
+    assert adapt_embeddings(_RenamedEmbeddings) is False  # once
+    call = _RenamedEmbeddings().forward(input_ids="ids", past_key_values_length=3)
+    assert call == ("renamed", "ids", 3)
+    assert _RenamedEmbeddings().forward(input_ids="ids", cache_length=2) == ("renamed", "ids", 2)
+    from transformers.models.bert.modeling_bert import BertEmbeddings
+
+    bert_compat.apply()
+    assert embeddings_keyword(BertEmbeddings) is None or getattr(BertEmbeddings.forward, bert_compat.ADAPTED)
+
+
+def test_an_unknown_shape_of_transformers_is_one_line_naming_its_version():
+    from importlib.metadata import version
+
+    from datagen.models.bert_compat import adapt_embeddings, check_encoder
+    from datagen.models.third_party import IncompatibleDependency
+
+    for shape, call in ((_UnknownEmbeddings, adapt_embeddings), (_StrictEncoder, check_encoder)):
+        with pytest.raises(IncompatibleDependency) as e:
+            call(shape)
+        msg = str(e.value)
+        assert "\n" not in msg and f"transformers {version('transformers')} " in msg, msg
+        assert "pip install 'datagen[gsam]'" in msg and shape.__name__ in msg
+
+
 # --- pure pieces ---------------------------------------------------------------------------
 
 

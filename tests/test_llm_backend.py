@@ -145,3 +145,17 @@ def test_vllm_results_are_read_in_order_and_missing_ones_are_empty():
 def test_vllm_missing_names_its_extra():
     with pytest.raises(BackendUnavailable, match=r"datagen\[vllm\]"):
         VLLMEngine(PromptsConfig(backend="vllm"), None, seed=0)
+
+
+def test_a_changed_xgrammar_api_is_one_line_naming_its_version(llm):
+    from importlib.metadata import version
+
+    from datagen.models.llm import xgrammar_call
+    from datagen.models.third_party import IncompatibleDependency
+
+    # A real call into the installed xgrammar in a shape it does not take (as a newer API might).
+    with pytest.raises(IncompatibleDependency) as e:
+        xgrammar_call("compile_json_schema", lambda: llm.compiler.compile_json_schema("{}", datagen_no_such_option=True))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"xgrammar {version('xgrammar')} ") and "pip install 'datagen[llm]'" in msg
+    assert "TypeError" in msg and "compile_json_schema" in msg

@@ -1,19 +1,46 @@
-"""The three `ModuleUtilsMixin` helpers groundingdino-py's BERT wrapper still calls.
+"""What groundingdino-py's BERT wrapper needs from transformers 5, added where it is missing.
 
-groundingdino-py 0.4.0 (`bertwarper.BertModelWarper`) copies `get_extended_attention_mask`,
-`invert_attention_mask` and `get_head_mask` off the BERT it loads; transformers 5 removed them,
-so building the model fails with an AttributeError. These functions reproduce the transformers
-4.x semantics (additive masks: 0 where attended, the dtype's most negative value where masked)
-and `apply()` attaches them to the text-encoder classes that lack them. transformers 5's BERT
-encoder takes a ready 4D additive mask and ignores `head_mask`, so the wrapper's calls line up.
+groundingdino-py 0.4.0 (`bertwarper.BertModelWarper`) drives the BERT it loads by hand:
+- it copies `get_extended_attention_mask`, `invert_attention_mask` and `get_head_mask` off the
+  model; transformers 5 removed them, so building the model fails with an AttributeError.
+  These functions reproduce the transformers 4.x semantics (additive masks: 0 where attended,
+  the dtype's most negative value where masked). transformers 5's BERT encoder takes a ready
+  4D additive mask and ignores `head_mask`, so the wrapper's calls line up;
+- it calls the embeddings with `past_key_values_length=`, which transformers 5.24 renamed
+  `cache_length`: where the installed class takes the new name, its `forward` is wrapped to
+  take the old one too. The choice is made by reading the installed signature, never a version.
+
+`apply()` does both, once. A shape it does not know (an embeddings call under yet another
+name, an encoder that refuses the wrapper's keywords) is one line naming transformers' version
+(`third_party.IncompatibleDependency`), raised before the model is built.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 from typing import Any
 
-# The classes groundingdino's `get_pretrained_language_model` can return.
+from datagen.models.third_party import incompatible
+
+# The classes groundingdino's `get_pretrained_language_model` can return, with the module that
+# holds their embeddings and encoder classes.
 TEXT_ENCODER_CLASSES = ("BertModel", "RobertaModel")
+PARTS = {
+    "BertModel": ("transformers.models.bert.modeling_bert", "BertEmbeddings", "BertEncoder"),
+    "RobertaModel": ("transformers.models.roberta.modeling_roberta", "RobertaEmbeddings", "RobertaEncoder"),
+}
+# The keyword groundingdino's wrapper passes to the embeddings, and the names transformers has
+# given that argument since.
+WARPER_KEYWORD = "past_key_values_length"
+RENAMED_KEYWORDS = ("cache_length",)
+# What the wrapper passes to the encoder by keyword (bertwarper.py, `self.encoder(...)`).
+ENCODER_KEYWORDS = (
+    "attention_mask", "head_mask", "encoder_hidden_states", "encoder_attention_mask", "past_key_values",
+    "use_cache", "output_attentions", "output_hidden_states", "return_dict",
+)
+ADAPTED = "_datagen_takes_past_key_values_length"
 
 
 def _additive(mask: Any, dtype: Any) -> Any:
@@ -88,16 +115,76 @@ HELPERS = {
 }
 
 
+def _takes_any_keyword(params: Any) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def embeddings_keyword(cls: type) -> str | None:
+    """The name under which `cls.forward` takes the wrapper's past length; None when it takes
+    `past_key_values_length` as it is (transformers 4 and 5 before 5.24)."""
+    params = inspect.signature(cls.forward).parameters
+    if WARPER_KEYWORD in params or _takes_any_keyword(params):
+        return None
+    for name in RENAMED_KEYWORDS:
+        if name in params:
+            return name
+    raise incompatible(
+        "transformers", "gsam",
+        f"{cls.__name__}.forward takes neither {WARPER_KEYWORD} (groundingdino-py's call) nor {' or '.join(RENAMED_KEYWORDS)}",
+    )
+
+
+def adapt_embeddings(cls: type) -> bool:
+    """Let `cls.forward` take `past_key_values_length` under its new name; True if it was wrapped."""
+    if getattr(cls.forward, ADAPTED, False):
+        return False
+    name = embeddings_keyword(cls)
+    if name is None:
+        return False
+    original = cls.forward
+
+    @functools.wraps(original)
+    def forward(self, *args, past_key_values_length: int = 0, **kwargs):
+        kwargs.setdefault(name, past_key_values_length)
+        return original(self, *args, **kwargs)
+
+    setattr(forward, ADAPTED, True)
+    cls.forward = forward
+    return True
+
+
+def check_encoder(cls: type) -> None:
+    """The encoder must take every keyword the wrapper passes (by name or through **kwargs)."""
+    params = inspect.signature(cls.forward).parameters
+    if _takes_any_keyword(params):
+        return
+    missing = [k for k in ENCODER_KEYWORDS if k not in params]
+    if missing:
+        raise incompatible("transformers", "gsam", f"{cls.__name__}.forward no longer takes {', '.join(missing)} (groundingdino-py's call)")
+
+
+def _parts(cls_name: str) -> tuple[type, type, type]:
+    module_name, embeddings, encoder = PARTS[cls_name]
+    try:
+        import transformers
+
+        module = importlib.import_module(module_name)
+        return getattr(transformers, cls_name), getattr(module, embeddings), getattr(module, encoder)
+    except (ImportError, AttributeError) as e:
+        raise incompatible("transformers", "gsam", f"{cls_name}'s parts are not where groundingdino-py finds them ({e})") from None
+
+
 def apply() -> list[str]:
-    """Attach each missing helper to the text-encoder classes; returns what was added.
+    """Make the text-encoder classes take groundingdino's calls; returns what was added.
 
-    Idempotent, and a no-op under transformers 4, whose classes still have their own.
+    Idempotent, and a no-op under transformers 4, whose classes still have all of it.
     """
-    import transformers
-
     added = []
     for cls_name in TEXT_ENCODER_CLASSES:
-        cls = getattr(transformers, cls_name)
+        cls, embeddings, encoder = _parts(cls_name)
+        check_encoder(encoder)
+        if adapt_embeddings(embeddings):
+            added.append(f"{embeddings.__name__}.forward({WARPER_KEYWORD})")
         for name, fn in HELPERS.items():
             if not hasattr(cls, name):
                 setattr(cls, name, fn)

@@ -146,7 +146,7 @@ def build_grounding_dino(g: GSAMConfig, models_dir: str | None) -> Any:
     args.text_encoder_type = resolve_model(g.text_encoder, models_dir)
     # Gradient checkpointing only saves memory in a backward pass; inference has none.
     args.use_checkpoint = args.use_transformer_ckpt = False
-    bert_compat.apply()  # transformers 5 lacks three helpers groundingdino's BERT wrapper calls
+    bert_compat.apply()  # what groundingdino's BERT wrapper needs from transformers 5, or one line
     return load_model("segment", g.text_encoder, lambda: build_model(args))
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from datagen.config import PromptsConfig
 from datagen.models.hub import load_model, pick_device, require, resolve_model, torch_dtype
+from datagen.models.third_party import incompatible
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,16 @@ def _seeded_sampler_class():
     return SeededSampler
 
 
+def xgrammar_call(what: str, call: Any) -> Any:
+    """Run one call into xgrammar's API; a changed API (or a schema pattern it no longer
+    compiles: scene_spec bounds its repetitions for it) is one line naming xgrammar's version."""
+    try:
+        return call()
+    except (AttributeError, TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise incompatible("xgrammar", "llm", f"{what} failed ({e.__class__.__name__}: {first})") from None
+
+
 class TransformersLLM:
     """Batched `generate` with the chat template (thinking off) and xgrammar JSON-schema masks."""
 
@@ -100,10 +111,10 @@ class TransformersLLM:
         eos = gen_eos if isinstance(gen_eos, list) else [gen_eos if gen_eos is not None else self.tokenizer.eos_token_id]
         self.eos_ids = [int(e) for e in eos]
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        info = self.xgr.TokenizerInfo.from_huggingface(
+        info = xgrammar_call("TokenizerInfo.from_huggingface", lambda: self.xgr.TokenizerInfo.from_huggingface(
             self.tokenizer, vocab_size=self.model.config.vocab_size, stop_token_ids=self.eos_ids
-        )
-        self.compiler = self.xgr.GrammarCompiler(info)
+        ))
+        self.compiler = xgrammar_call("GrammarCompiler", lambda: self.xgr.GrammarCompiler(info))
         self._grammars: dict[str, Any] = {}
         self._sampler = _seeded_sampler_class()
         self._torch = torch
@@ -112,7 +123,9 @@ class TransformersLLM:
         text = json.dumps(schema, sort_keys=True)
         if text not in self._grammars:
             # No free whitespace: with random weights it could run on forever.
-            self._grammars[text] = self.compiler.compile_json_schema(text, any_whitespace=False)
+            self._grammars[text] = xgrammar_call(
+                "compile_json_schema", lambda: self.compiler.compile_json_schema(text, any_whitespace=False)
+            )
         return self._grammars[text]
 
     def chat_text(self, req: LLMRequest) -> str:
@@ -129,7 +142,9 @@ class TransformersLLM:
         ).to(self.device)
         prompt_len = enc["input_ids"].shape[1]
         processors = [
-            self._xgr_hf.LogitsProcessor([self._grammar(r.schema) for r in requests]),  # one use per generate()
+            xgrammar_call(  # one use per generate()
+                "contrib.hf.LogitsProcessor", lambda: self._xgr_hf.LogitsProcessor([self._grammar(r.schema) for r in requests])
+            ),
             self._sampler([r.seed for r in requests], prompt_len, self.cfg.temperature, self.cfg.top_k, self.cfg.top_p),
         ]
         with torch.inference_mode():
