@@ -1,58 +1,71 @@
 #!/usr/bin/env bash
-# Set up datagen in ./.venv from a fresh clone: the Debian package Open3D needs, then the
-# package with its test dependencies. Safe to run again (it only adds what is missing).
+# Set up datagen in ./.venv from a fresh clone, exactly as the lock says: the Debian packages
+# the wheels link, then every Python package at its locked version, checked against its hash.
+#
+#   bash scripts/setup.sh         # requirements/cpu.lock: torch + torchvision (they run on a
+#                                 # CPU), the test tools, every backend but vLLM, gsam, MoGe
+#   bash scripts/setup.sh --gpu   # requirements/gpu.lock: CUDA torch, vLLM, every model backend
+#
+# Safe to run again: it brings .venv back to the lock, removing what the lock does not name.
+# The locks are for Linux x86_64 and Python 3.11; `bash scripts/lock.sh` re-resolves them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${PYTHON:-python3}"
+SET="cpu"
+if [ "${1:-}" = "--gpu" ]; then SET="gpu"; fi
+LOCK="requirements/$SET.lock"
 
-# Open3D's wheel links libusb-1.0 (ENVIRONMENT.md); Debian ships it as libusb-1.0-0.
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+    echo "setup.sh: $LOCK is resolved for Python 3.11, and $PYTHON is $("$PYTHON" -V 2>&1 || echo missing);" \
+         "run PYTHON=python3.11 bash scripts/setup.sh, or install unlocked: pip install -e '.[dev]'" >&2
+    exit 1
+fi
+
+# Debian packages the wheels link: open3d links libusb-1.0; opencv-python (groundingdino and
+# MoGe import cv2) links libGL and GLib; the test of `datagen browse` drives headless Chromium.
+# Debian stable only ships security fixes for these, so they are named, not pinned.
 LDCONFIG="$(command -v ldconfig || echo /sbin/ldconfig)"
-if ! "$LDCONFIG" -p 2>/dev/null | grep -q "libusb-1.0.so.0"; then
+has_lib() { "$LDCONFIG" -p 2>/dev/null | grep -q "$1"; }
+need=()
+has_lib "libusb-1.0.so.0" || need+=(libusb-1.0-0)
+has_lib "libGL.so.1" || need+=(libgl1)
+has_lib "libgthread-2.0.so.0" || need+=(libglib2.0-0)
+if [ "$SET" = "cpu" ] && ! { command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; }; then
+    need+=(chromium chromium-driver)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-    echo "installing libusb-1.0-0 (needed by open3d)" >&2
+    echo "installing Debian packages: ${need[*]}" >&2
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libusb-1.0-0 >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-# torch and torchvision first, pinned as a matching pair from the registry: they run on the
-# CPU, and torchvision (which segment-anything, groundingdino-py and MoGe import) works only
-# with its own torch (ENVIRONMENT.md: not with the CPU torch file). ~54 s, 5.4 GB.
-# DATAGEN_TORCH overrides (e.g. a CUDA index's build on a GPU machine).
-if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
-    .venv/bin/python -m pip install -q ${DATAGEN_TORCH:-"torch==2.15.0" "torchvision==0.29.2"}
+PIP=(.venv/bin/python -m pip install -q --require-hashes --no-deps)
+parts="$(mktemp -d)"
+trap 'rm -rf "$parts"' EXIT
+
+# A lock entry is its `name==version` line and the hash lines continued after it.
+entry() { awk -v pin="^$1==" '$0 ~ pin {p = 1} p {print} p && !/\\$/ {p = 0}' "$LOCK"; }
+entry pip > "$parts/pip.txt"
+entry groundingdino-py > "$parts/build.txt"
+awk '/^[A-Za-z0-9]/ {skip = ($1 ~ /^(pip|groundingdino-py)==/)} !skip' "$LOCK" > "$parts/wheels.txt"
+
+# The locked pip first, then every wheel (torch and torchvision among them: ~1 min, 5.4 GB).
+"${PIP[@]}" -r "$parts/pip.txt"
+"${PIP[@]}" -r "$parts/wheels.txt"
+# groundingdino-py publishes only an sdist, built against the torch just installed (with build
+# isolation pip would fetch a second, unlocked torch to build it); ~15 s.
+if [ -s "$parts/build.txt" ]; then
+    "${PIP[@]}" --no-build-isolation -r "$parts/build.txt"
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
-# The paper's segmentation stack (extra [gsam]): groundingdino-py is an sdist that must build
-# against the torch above (with build isolation pip would fetch a second torch); ~15 s.
-.venv/bin/python -m pip install -q --no-build-isolation "groundingdino-py==0.4.0" "segment-anything==1.0"
-# Building Grounding DINO imports cv2 (groundingdino's visualizer module), and the opencv-python
-# it requires links the system's libGL and GLib: Debian's libgl1 and libglib2.0-0.
-if ! .venv/bin/python -c "import cv2" >/dev/null 2>&1; then
-    SUDO=""
-    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-    echo "installing libgl1 and libglib2.0-0 (needed by opencv-python, which groundingdino imports)" >&2
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgl1 libglib2.0-0 >/dev/null
-    .venv/bin/python -c "import cv2"  # still failing: say why
-fi
-# MoGe-2 (extra [moge]): its model code needs torch, huggingface_hub, dlr-utils3d and OpenCV
-# (moge.utils.geometry_numpy imports cv2); its declared requirements add a web UI (gradio),
-# trimesh and dlr-pipeline that datagen does not use, so `pip check` lists those as missing.
-.venv/bin/python -m pip install -q --no-deps "dlr-moge==2.0.0"
-.venv/bin/python -m pip install -q "dlr-utils3d==1.3" opencv-python
-# The browser test of `datagen browse` drives Debian's headless Chromium through its driver.
-if ! command -v chromedriver >/dev/null 2>&1 || ! { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }; then
-    SUDO=""
-    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-    echo "installing chromium and chromium-driver (for the test of datagen browse)" >&2
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-fi
+# datagen itself, from the checkout, built by the locked hatchling.
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+.venv/bin/python scripts/check_lock.py "$LOCK" --remove-extra
+
 .venv/bin/python -c "import open3d, ray, datagen.stages" >/dev/null
-echo "datagen ready: .venv/bin/datagen" >&2
+echo "datagen ready: .venv/bin/datagen ($LOCK)" >&2
