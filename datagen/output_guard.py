@@ -31,12 +31,20 @@ def refuse_existing(out: Path, overwrite: bool, flag: str = "--out", protect: Pa
         raise UserError(f"{flag} {out}: parent directory {out.parent} does not exist")
 
 
+def cannot_create(out: Path, flag: str, e: OSError) -> UserError:
+    """The one line for an output the filesystem refuses (read-only, /proc, permissions)."""
+    return UserError(f"{flag} {out}: cannot create it here ({e.strerror or e.__class__.__name__})")
+
+
 def write_file(out: Path, data: bytes, overwrite: bool, flag: str = "--out") -> Path:
     """Write one output file atomically, refusing an existing one without --overwrite."""
     refuse_existing(out, overwrite, flag)
     if out.is_dir():
         raise UserError(f"{flag} {out}: is a directory, expected a file path")
-    commit_bytes(out, data)
+    try:
+        commit_bytes(out, data)
+    except OSError as e:
+        raise cannot_create(out, flag, e) from None
     return out
 
 
@@ -47,7 +55,10 @@ def staged_dir(out: Path, overwrite: bool, flag: str = "--out", protect: Path | 
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {out}: is a file, expected a directory")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as e:
+        raise cannot_create(out, flag, e) from None
     try:
         yield tmp
     except BaseException:

@@ -132,6 +132,10 @@ def execute(req: RunRequest) -> RunReport:
     cfg, out = resolve_config(req)
     validate_pipeline(cfg)
     selected = parse_stages(req.stages, cfg.stages.order)
+    if cfg.ray.address and req.executor != "local":
+        from datagen.runner import check_address
+
+        check_address(cfg.ray.address)  # before the run directory exists
     paths = prepare_run_dir(out)
     say(f"run directory: {paths.root.resolve()}")
     with run_lock(paths):

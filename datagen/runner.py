@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,38 @@ def _cluster_token_available() -> bool:
     return (Path.home() / ".ray" / "auth_token").is_file()
 
 
+def unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why no Ray cluster can answer at `address` (HOST:PORT or ray://HOST:PORT), or None.
+
+    Ray's own join retries the GCS for minutes, printing a warning each time; a TCP connect
+    answers in milliseconds when nothing listens, and within `timeout_s` when nothing routes.
+    """
+    if address == "auto":  # Ray finds the local cluster itself, and fails fast when there is none
+        return None
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "expected HOST:PORT (or ray://HOST:PORT, or auto)"
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return None
+    except socket.gaierror as e:
+        return f"unknown host {host!r} ({e.strerror})"
+    except TimeoutError:
+        return f"no answer within {timeout_s:g} s"
+    except OSError as e:
+        return f"nothing listens there ({e.strerror or e.__class__.__name__})"
+
+
+def check_address(address: str) -> None:
+    """One line, in seconds, when no cluster answers at `address`; called before a run writes anything."""
+    if problem := unreachable(address):
+        raise UserError(f"--address {address}: no Ray cluster to join: {problem}")
+
+
 def init_ray(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None, log_to_driver: bool = False) -> None:
+    if address:
+        check_address(address)
     if address and "RAY_AUTH_MODE" not in os.environ and _cluster_token_available():
         # Joining a cluster: authenticate with its token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
         # or ~/.ray/auth_token), as Ray's token authentication expects. A driver does not

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from datagen.config import RunConfig
+from datagen.errors import UserError
 from datagen.filters import mask_overlap
 from datagen.geometry import mask_box_2d
 from datagen.schema import KEY_RE, MEMBER_RE, SampleMeta, identity_field, mask_field
@@ -112,11 +113,18 @@ def validate_shard(path: Path, cfg: RunConfig, seen_keys: set[str]) -> tuple[int
 
 
 def validate_run(run_dir: Path, cfg: RunConfig) -> tuple[int, list[str]]:
+    """(samples checked, problems) over every final shard; a run with no sample is an error:
+    "0 problems" must never stand for "nothing was looked at"."""
     total = 0
     errs: list[str] = []
     seen: set[str] = set()
-    for shard in sorted((run_dir / "final").glob("shard-*.tar")):
+    shards = sorted((run_dir / "final").glob("shard-*.tar"))
+    if not shards:
+        raise UserError(f"{run_dir}: no final shards to validate yet (datagen status {run_dir} shows what is done)")
+    for shard in shards:
         n, e = validate_shard(shard, cfg, seen)
         total += n
         errs.extend(e)
+    if total == 0 and not errs:
+        raise UserError(f"{run_dir}: its {len(shards)} final shard(s) hold no sample to validate (every sample was rejected?)")
     return total, errs

@@ -4,6 +4,7 @@ half-written under RUN/final."""
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -128,3 +129,38 @@ def test_disk_full_during_the_run(tmp_path, small_config_file):
     assert "No space left on device" in r.stderr
     assert "Traceback" not in r.stderr
     assert ".tmp-" not in r.stdout  # no half-written file left behind
+
+
+@pytest.mark.parametrize("text", ["", "# settings to come\n", "{}\n"], ids=["empty", "comments", "empty-mapping"])
+def test_an_empty_config_is_refused_not_run_on_defaults(tmp_path, text):
+    cfg = tmp_path / "empty.yaml"
+    cfg.write_text(text)
+    _one_line_error(run_cli("run", "--config", str(cfg), "--out", str(tmp_path / "r")), "empty.yaml", "the config is empty")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("address, needle", [("127.0.0.1:1", "nothing listens there"), ("127.0.0.1", "expected HOST:PORT")])
+def test_an_address_with_no_cluster_fails_in_seconds(tmp_path, small_config_file, address, needle):
+    start = time.monotonic()
+    r = run_cli("run", "--config", str(small_config_file), "--out", str(tmp_path / "r"), "--address", address, timeout=60)
+    _one_line_error(r, f"--address {address}", needle)
+    assert time.monotonic() - start < 30  # Ray's own retries print warnings for minutes
+    assert not (tmp_path / "r").exists()  # refused before the run directory is made
+
+
+def test_validate_with_nothing_to_validate_is_an_error(tmp_path, small_config_file):
+    run = tmp_path / "r"
+    assert run_cli("run", "--config", str(small_config_file), "--out", str(run), "--executor", "local", "--stages", "prompts").returncode == 0
+    line = _one_line_error(run_cli("validate", str(run)), str(run), "no final shards to validate")
+    assert "0 samples checked" not in line
+
+
+@pytest.mark.parametrize("command", [
+    ["browse", "{run}", "--out", "/proc/datagen-x"],
+    ["show", "{run}", "--out", "/proc/datagen-x.png"],
+    ["export", "hf", "{run}", "--out", "/proc/datagen-x"],
+    ["status", "{run}", "--report-dir", "/proc/datagen-x"],
+], ids=["browse", "show", "export-hf", "report"])
+def test_an_output_that_cannot_be_created_is_one_line(finished_run, command):
+    args = [a.format(run=finished_run) for a in command]
+    _one_line_error(run_cli(*args), "/proc/datagen-x", "cannot create it here")
