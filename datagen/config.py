@@ -535,10 +535,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise UserError(f"{path}: YAML syntax error{where}: {problem}") from None
-    if not isinstance(data, dict | None):
+    if data is None:  # an empty file, or comments only: never run silently on every default
+        raise UserError(f"{path}: the config is empty; name at least one section (e.g. run:), or write {{}} for every default")
+    if not isinstance(data, dict):
         raise UserError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
-    if not data:  # an empty file, or comments only: never run silently on every default
-        raise UserError(f"{path}: the config is empty; name at least one section (e.g. run:), or start from a bundled config")
     return data
 
 

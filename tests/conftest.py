@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Tests never reach a model hub. huggingface_hub reads HF_HUB_OFFLINE once, at import: set it
+# before anything imports it, or a test that sets it later still waits out ~45 s of retries
+# for each missing model (and every subprocess inherits it through helpers._env).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
 
 import pytest
 import yaml
