@@ -23,13 +23,13 @@ PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 SELF = "datagen"
 
 
+def parse_pins(text: str) -> dict[str, str]:
+    """name -> version of every `name==version` line of requirements-style text."""
+    return {canonicalize_name(m.group(1)): m.group(2) for m in map(PIN.match, text.splitlines()) if m}
+
+
 def locked(lock: Path) -> dict[str, str]:
-    """name -> version of every `name==version` line of a requirements-style lock."""
-    pins = {}
-    for line in lock.read_text().splitlines():
-        m = PIN.match(line)
-        if m:
-            pins[canonicalize_name(m.group(1))] = m.group(2)
+    pins = parse_pins(lock.read_text())
     if not pins:
         raise SystemExit(f"{lock}: no 'name==version' lines: not a lock file")
     return pins

@@ -4,6 +4,7 @@ traceback."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -32,8 +33,15 @@ def check(lock: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(CHECK), str(lock)], capture_output=True, text=True, timeout=120)
 
 
-def pins_of(text: str) -> dict[str, str]:
-    return {canonicalize_name(m[1]): m[2] for m in re.finditer(r"^([A-Za-z0-9][\w.-]*)==(\S+)", text, re.M)}
+def _check_lock_module():
+    """scripts/check_lock.py, the parser setup.sh runs, imported rather than written again."""
+    spec = importlib.util.spec_from_file_location("check_lock", CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pins_of = _check_lock_module().parse_pins
 
 
 def pins(lock: Path) -> dict[str, str]:
