@@ -23,11 +23,17 @@ def test_a_killed_worker_is_retried(tmp_path):
     run = tmp_path / "RUN"
     proc = subprocess.Popen([sys.executable, "-m", "datagen.cli", "run", "--config", str(config), "--out", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
-    deadline = time.time() + 120
-    while not list((run / "stages" / "prompts").glob("*.done.json")) and time.time() < deadline:
+    # Worker logs are named <stages>-<host>-<pid>.log: kill one worker process by its pid, once
+    # it has committed a shard. Generous deadline: Ray starts slowly beside other test workers.
+    deadline = time.time() + 300
+    logs: list = []
+    while time.time() < deadline and proc.poll() is None:
+        logs = sorted((run / "logs").glob("*.log"))
+        if logs and list((run / "stages" / "prompts").glob("*.done.json")):
+            break
         time.sleep(0.2)
-    # Worker logs are named <stages>-<host>-<pid>.log: kill one worker process by its pid.
-    victim = int(sorted((run / "logs").glob("*.log"))[0].stem.rsplit("-", 1)[1])
+    assert logs, f"no worker started within 300 s (run exited {proc.poll()})"
+    victim = int(logs[0].stem.rsplit("-", 1)[1])
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
