@@ -1,4 +1,4 @@
-"""The `datagen` command: a thin typer layer over datagen.run and datagen.status."""
+"""The `datagen` command: a thin typer layer over datagen.pipeline.run and datagen.views.status."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def run(
     executor: Annotated[str, typer.Option("--executor", help="ray (default), or local: one process, no Ray, for debugging.")] = "ray",
 ) -> None:
     """Build (or resume) a dataset: every (stage, shard) already committed is reused."""
-    from datagen.run import RunRequest, execute
+    from datagen.pipeline.run import RunRequest, execute
 
     if executor not in ("ray", "local"):
         raise UserError(f"--executor: {executor!r} is not one of ray, local")
@@ -69,7 +69,7 @@ def plan(
     """Forecast a run: per stage GPU-hours, samples in and out, storage, the balanced worker
     split for --gpus, and the bottleneck."""
     from datagen.config import load_config, resolve_config_path
-    from datagen.forecast import forecast, render
+    from datagen.pipeline.forecast import forecast, render
 
     cfg = load_config(resolve_config_path(config), list(set_ or ()))
     if cpus < 1:
@@ -95,9 +95,10 @@ def status(
     report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Where --report writes.")] = None,
 ) -> None:
     """Per stage: shards done / failed / pending, samples in and out, rejections by reason."""
-    from datagen.paths import RunPaths
-    from datagen.run import load_run_config
-    from datagen.status import collect_status, final_kept, render_status, requested_subjects, subjects_histogram
+    from datagen.store.paths import RunPaths
+    from datagen.config import load_run_config
+    from datagen.views.status import collect_status, render_status, requested_subjects, subjects_histogram
+    from datagen.pipeline.markers import final_kept
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a datagen run (no such directory)")
@@ -119,7 +120,7 @@ def status(
     else:
         typer.echo(render_status(cfg, paths, rows))
     if report or report_dir is not None:
-        from datagen.report import write_report
+        from datagen.views.report import write_report
 
         typer.echo(f"report: {write_report(run_dir, report_dir or run_dir / 'report')}", err=True)
 
@@ -127,8 +128,8 @@ def status(
 @app.command()
 def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Check RUN/final against the sigma-set/1 format's invariants; non-zero exit if broken."""
-    from datagen.run import load_run_config
-    from datagen.validate import validate_run
+    from datagen.config import load_run_config
+    from datagen.final.validate import validate_run
 
     cfg = load_run_config(run_dir)
     count, errors = validate_run(run_dir, cfg)
@@ -226,7 +227,7 @@ def export_hf(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """A Hugging Face dataset, one row per final sample, with a dataset card."""
-    from datagen.export_hf import export_hf as run_export
+    from datagen.export.hf import export_hf as run_export
 
     typer.echo(run_export(run_dir, out, overwrite=overwrite, push_to_hub=push_to_hub, private=private, say=lambda m: typer.echo(m, err=True)))
 
@@ -240,7 +241,7 @@ def show(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """A contact sheet: image, labelled masks, depth, projected 3D boxes and the identity strip."""
-    from datagen.contact_sheet import write_contact_sheet
+    from datagen.views.contact_sheet import write_contact_sheet
 
     typer.echo(str(write_contact_sheet(run_dir, out, n=n, key=sample_key, overwrite=overwrite)))
 
@@ -253,7 +254,7 @@ def browse(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
 ) -> None:
     """A static HTML viewer: thumbnails with filters, a page per sample with overlay toggles."""
-    from datagen.browse import write_browser
+    from datagen.views.browse import write_browser
 
     typer.echo(str(write_browser(run_dir, out, limit=limit, overwrite=overwrite)))
 
@@ -264,7 +265,7 @@ def tiny_models(
     only: Annotated[list[str] | None, typer.Option("--only", help="Build only this model id (repeatable).")] = None,
 ) -> None:
     """Build tiny random-weight copies of the real models offline, for tests and configs/tiny.yaml."""
-    from datagen.models.tiny import BUILDERS, build_tiny_models
+    from datagen.models.tiny.build import BUILDERS, build_tiny_models
 
     unknown = [m for m in only or [] if m not in BUILDERS]
     if unknown:

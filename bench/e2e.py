@@ -51,7 +51,7 @@ def timed_run(out: Path, extra: list[str], pin_one_core: bool = False) -> dict:
 def boxes_vs_truth(run: Path) -> dict:
     import tarfile
 
-    from datagen.geometry import box_volume_iou, center_error_frac
+    from datagen.recipe.geometry import box_volume_iou, center_error_frac
 
     errs, ious = [], []
     for shard in sorted((run / "final").glob("shard-*.tar")):

@@ -46,7 +46,7 @@ from datagen.models.dinov2 import DinoEmbedder
 from datagen.models.grounding import TransformersGrounder, TransformersSegmenter, grounding_text
 from datagen.models.hub import torch_dtype
 from datagen.models.moge import MoGe2, depth_and_camera, precision
-from datagen.models.tiny_perception import bert_tokenizer
+from datagen.models.tiny.perception import bert_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -103,7 +103,7 @@ FULL = {
     },
 }
 
-# Same code paths, toy widths (as datagen.models.tiny_perception), tiny images.
+# Same code paths, toy widths (as datagen.models.tiny.perception), tiny images.
 TINY_HEAD = {**MOGE_HEAD, "dim_in": [32, 16, 16, 8, 8], "dim_res_blocks": [32, 16, 16, 8, 8]}
 TINY = {
     "image_size": 128,
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
             ("timed through datagen's own classes (TransformersGrounder, TransformersSegmenter, MoGe2 with "
              "depth_and_camera, DinoEmbedder), host-side preprocessing and postprocessing included; forward_s / "
              "encoder_forward_s is the bare model on prepared inputs"),
-            ("the Grounding DINO tokenizer is an offline WordPiece one (datagen.models.tiny_perception) whose "
+            ("the Grounding DINO tokenizer is an offline WordPiece one (datagen.models.tiny.perception) whose "
              "vocabulary holds the benchmark's caption words whole, so caption token counts match bert-base-uncased"),
         ],
     }

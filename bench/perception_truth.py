@@ -7,7 +7,7 @@ fed depth and masks degraded the way real models err.
 Each scene goes through the real prompts, t2i, segment and depth stages (procedural backends:
 exact masks and depth); subjects the segment filters drop on the exact masks are left out, so
 every level starts from the same subjects. Then, per perturbation level (LEVELS), the masks and
-depth are degraded (datagen.perturb) and the real boxes stage runs with its default fit
+depth are degraded (datagen.recipe.perturb) and the real boxes stage runs with its default fit
 (BoxFitConfig()) and the default filter rules. `filters.apply: last` makes the boxes stage mark
 a subject it would drop instead of removing it, so every subject's verdict is seen; what it fits
 and what it drops are the same as with the default `early`.
@@ -40,14 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen import perturb
+from datagen.recipe import perturb
 from datagen.config import RunConfig, build_config
-from datagen.filters import subject_rejections
-from datagen.geometry import box_volume_iou, center_error_frac, mask_box_2d
-from datagen.sample import Sample
+from datagen.recipe.filters import subject_rejections
+from datagen.recipe.geometry import box_volume_iou, center_error_frac, mask_box_2d
+from datagen.store.inflight import Sample
 from datagen.seeds import sample_seed
-from datagen.stage import PENDING
-from datagen.stages import build_stage
+from datagen.stages.base import PENDING
+from datagen.pipeline.preflight import build_stage
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -1,6 +1,6 @@
 """boxes: an oriented 3D box per subject, fitted with Open3D on its depth points.
 
-The same algorithm for every backend (datagen.box_fit): unproject the mask's pixels with the
+The same algorithm for every backend (datagen.recipe.box_fit): unproject the mask's pixels with the
 depth and intrinsics, drop mask-edge pixels and outliers, fit. A degenerate subject (too few
 points, flat, no valid depth) or one that breaks the format's projection rule is dropped with
 its reason (or marked, with `filters.apply: last`); it never fails the sample.
@@ -8,10 +8,10 @@ its reason (or marked, with `filters.apply: last`); it never fails the sample.
 
 from __future__ import annotations
 
-from datagen.box_fit import fit_subject_box
-from datagen.filters import box3d_reason
-from datagen.sample import Rejected, Sample
-from datagen.stage import Stage
+from datagen.recipe.box_fit import fit_subject_box
+from datagen.recipe.filters import box3d_reason
+from datagen.store.inflight import Rejected, Sample
+from datagen.stages.base import Stage
 
 
 class BoxesStage(Stage):

@@ -8,9 +8,9 @@ the subject count. The runner writes what survives as the final shard.
 
 from __future__ import annotations
 
-from datagen.filters import box3d_reason, subject_count_reason, subject_rejections
-from datagen.sample import Rejected, Sample
-from datagen.stage import PENDING, Stage
+from datagen.recipe.filters import box3d_reason, subject_count_reason, subject_rejections
+from datagen.store.inflight import Rejected, Sample
+from datagen.stages.base import PENDING, Stage
 
 
 class FilterStage(Stage):

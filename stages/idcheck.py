@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from datagen.colour_similarity import histogram_similarity
-from datagen.identity_input import identity_input
-from datagen.sample import Rejected, Sample
-from datagen.stage import Stage
+from datagen.recipe.colour_similarity import histogram_similarity
+from datagen.recipe.identity_input import identity_input
+from datagen.store.inflight import Rejected, Sample
+from datagen.stages.base import Stage
 
 
 class IdcheckStage(Stage):

@@ -1,13 +1,13 @@
 """prompts: a full prompt, a background caption and 3-10 subjects (name + caption) per sample.
 
-The subject count N is drawn per sample from the configured distribution (datagen.diversity).
+The subject count N is drawn per sample from the configured distribution (datagen.recipe.diversity).
 
 Backend `procedural`: a grammar over the procedural world's vocabulary. It also leaves the
 3D scene it describes under `truth.scene`, which the procedural t2i renders.
 
 Backends `transformers` and `vllm`: an LLM (Qwen3 by default) writes the scene from a seeded
 theme and background, decoding constrained to a JSON schema with exactly N subjects; the
-answer is validated (datagen.scene_spec), and redrafted with a new seed up to
+answer is validated (datagen.recipe.scene_spec), and redrafted with a new seed up to
 `validation_retries` times before the sample is rejected with the last reason.
 
 Near-duplicate prompts across the run are rejected (`dedup`): the first sample to claim a
@@ -17,12 +17,13 @@ normalised prompt keeps it.
 from __future__ import annotations
 
 from datagen.config import sha256_json
-from datagen.diversity import PromptRegistry, draw_theme, subject_count
+from datagen.store.claims import PromptRegistry
+from datagen.recipe.diversity import draw_theme, subject_count
 from datagen.models.llm import LLMEngine, LLMRequest, mix_seed
-from datagen.sample import Rejected, Sample
-from datagen.scene_spec import SYSTEM_PROMPT, Invalid, SceneSpec, json_schema, parse_scene, user_message
+from datagen.store.inflight import Rejected, Sample
+from datagen.recipe.scene_spec import SYSTEM_PROMPT, Invalid, SceneSpec, json_schema, parse_scene, user_message
 from datagen.seeds import stage_rng
-from datagen.stage import Stage
+from datagen.stages.base import Stage
 from datagen.world import sample_scene, scene_prompt
 
 LLM_BACKENDS = ("transformers", "vllm")

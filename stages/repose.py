@@ -4,7 +4,7 @@ Backend `procedural`: re-render the subject alone from the scene, rotated, under
 centred on a neutral background. Seeded per (sample, subject).
 
 Backend `diffusers`: FLUX.1 Kontext edits the subject cut out with its mask on a neutral
-background, padded square at the identity size (datagen.identity_input), with an
+background, padded square at the identity size (datagen.recipe.identity_input), with an
 instruction drawn from `templates` and filled with the subject's name. Seeded per (sample,
 subject); the subjects of all samples in a batch are edited together, `subjects_per_call`
 at a time. The crop before editing is what the final writer keeps as crop_NN.png.
@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from datagen.identity_input import identity_input
-from datagen.sample import Rejected, Sample
+from datagen.recipe.identity_input import identity_input
+from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import stage_rng
-from datagen.stage import Stage
+from datagen.stages.base import Stage
 from datagen.world import render_identity
 
 

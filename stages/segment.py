@@ -8,7 +8,7 @@ Backends:
 The real backends share what follows the models: captions that ground nothing or ground another
 caption's object are dropped, masks are cleaned (specks, pin holes) and their tight box taken.
 The recipe's filters (box area 1%-40%, overlapping masks keep one, enough subjects) are shared
-with every backend (datagen.filters); with `filters.apply: last` they only mark what the
+with every backend (datagen.recipe.filters); with `filters.apply: last` they only mark what the
 filter stage drops.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from datagen.filters import box_area_frac, subject_rejections
-from datagen.geometry import mask_box_2d
-from datagen.mask_cleanup import clean_mask
+from datagen.recipe.filters import box_area_frac, subject_rejections
+from datagen.recipe.geometry import mask_box_2d
+from datagen.recipe.mask_cleanup import clean_mask
 from datagen.models.perception import Detection, grounding_rejections
-from datagen.sample import Rejected, Sample
-from datagen.stage import Stage
+from datagen.store.inflight import Rejected, Sample
+from datagen.stages.base import Stage
 
 
 class SegmentStage(Stage):

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from datagen.sample import Rejected, Sample
+from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import stage_rng
-from datagen.stage import Stage
+from datagen.stages.base import Stage
 from datagen.world import render_scene
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from datagen.config import RunConfig, build_config
-from datagen.paths import bundled_config_dir
+from datagen.resources import bundled_config_dir
 from helpers import SMALL
 
 
@@ -39,7 +39,7 @@ def demo_cfg() -> RunConfig:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
     """Tiny random-weight Qwen3, FLUX.1 [dev] and FLUX.1 Kontext, built offline once per session."""
-    from datagen.models.tiny import build_tiny_models
+    from datagen.models.tiny.build import build_tiny_models
 
     root = tmp_path_factory.mktemp("tiny-models")
     build_tiny_models(root, say=lambda _: None)

@@ -1,4 +1,4 @@
-"""datagen.perturb, bench/perception_truth.py --small and bench/gpu_perception.py --tiny."""
+"""datagen.recipe.perturb, bench/perception_truth.py --small and bench/gpu_perception.py --tiny."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen import perturb
+from datagen.recipe import perturb
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,9 @@ import open3d as o3d
 import pydantic
 import pytest
 
-from datagen import geometry as g
-from datagen.box_fit import BoxFit, BoxFitConfig, canonicalize, fit_points_box, fit_subject_box
+from datagen.recipe import geometry as g
+from datagen.recipe.box_fit import BoxFit, canonicalize, fit_points_box, fit_subject_box
+from datagen.config import BoxFitConfig
 
 CAM = {"fx": 300.0, "fy": 300.0, "cx": 160.0, "cy": 120.0, "model": "pinhole"}
 H, W = 240, 320
@@ -151,7 +152,7 @@ def test_deterministic_fresh_process(box_scene, tmp_path):
     np.save(tmp_path / "mask.npy", mask)
     code = (
         "import json, sys, numpy as np\n"
-        "from datagen.box_fit import BoxFitConfig, fit_subject_box\n"
+        "from datagen.recipe.box_fit import BoxFitConfig, fit_subject_box\n"
         f"cam = {CAM!r}\n"
         "d = np.load(sys.argv[1]); m = np.load(sys.argv[2])\n"
         "print(json.dumps(fit_subject_box(d, m, cam, BoxFitConfig()).box))\n"

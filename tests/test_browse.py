@@ -11,10 +11,10 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from datagen.browse import write_browser
-from datagen.browse_media import LAYERS, SampleMedia, layer_scale
-from datagen.browse_pages import card_of, index_html, sample_html
-from datagen.final_samples import iter_final_samples
+from datagen.views.browse import write_browser
+from datagen.views.browse_media import LAYERS, SampleMedia, layer_scale
+from datagen.views.browse_pages import card_of, index_html, sample_html
+from datagen.final.read import iter_final_samples
 
 INSTALL_HINT = (
     "the browser test of `datagen browse` needs Chromium and its driver: "
@@ -224,7 +224,7 @@ def test_error_mid_write_leaves_nothing(finished_run, tmp_path, monkeypatch):
     def broken(sample, dest):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("datagen.browse.write_sample_media", broken)
+    monkeypatch.setattr("datagen.views.browse.write_sample_media", broken)
     with pytest.raises(RuntimeError):
         write_browser(finished_run, tmp_path / "view", limit=None, overwrite=False)
     assert list(tmp_path.iterdir()) == []

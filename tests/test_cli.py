@@ -10,7 +10,7 @@ from PIL import Image
 
 from helpers import final_bytes, run_cli
 from datagen.config import load_config
-from datagen.validate import validate_run
+from datagen.final.validate import validate_run
 
 
 def test_run_builds_a_valid_dataset_and_resumes(small_config_file, tmp_path):

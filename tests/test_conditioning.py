@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from scipy.spatial import ConvexHull
 
-from datagen.conditioning import (
+from datagen.recipe.conditioning import (
     box2d_region,
     box3d_structure,
     control_image,
@@ -25,7 +25,7 @@ from datagen.conditioning import (
     routing_maps,
     sample_control,
 )
-from datagen.geometry import make_box3d, points_in_box, project_points
+from datagen.recipe.geometry import make_box3d, points_in_box, project_points
 from tests.helpers import run_cli
 
 # Non-square on purpose: 128 wide, 96 high, principal point at the centre.

@@ -5,7 +5,7 @@ import yaml
 
 from datagen.config import STAGE_NAMES, apply_overrides, load_config, resolve_config_path
 from datagen.errors import UserError
-from datagen.paths import bundled_config_dir
+from datagen.resources import bundled_config_dir
 
 
 def test_bundled_configs_load():
@@ -93,7 +93,7 @@ def test_recipe_hash_ignores_execution_settings(demo_cfg):
 
 
 def test_stage_dependencies_are_checked_before_anything_runs(demo_cfg):
-    from datagen.stages import validate_pipeline
+    from datagen.pipeline.preflight import validate_pipeline
 
     paper = demo_cfg.model_copy(deep=True)
     paper.stages.order = ["prompts", "t2i", "segment", "depth", "repose", "idcheck", "boxes", "filter"]

@@ -10,11 +10,11 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from datagen.contact_sheet import PAGE_PANEL, SHEET_PANEL, STRIP_LABEL_H, page_layout, write_contact_sheet
-from datagen.final_samples import count_final_samples, iter_final_samples
-from datagen.geometry import project_points
-from datagen.overlays import label_layer, subject_colours
-from datagen.sheet_layout import GAP, MARGIN, SheetLayout, strip_cells
+from datagen.views.contact_sheet import PAGE_PANEL, SHEET_PANEL, STRIP_LABEL_H, page_layout, write_contact_sheet
+from datagen.final.read import count_final_samples, iter_final_samples
+from datagen.recipe.geometry import project_points
+from datagen.views.overlays import label_layer, subject_colours
+from datagen.views.sheet_layout import GAP, MARGIN, SheetLayout, strip_cells
 
 K = 3
 

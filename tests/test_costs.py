@@ -3,8 +3,8 @@
 import pytest
 
 from datagen.config import load_config, resolve_config_path
-from datagen.costs import expected_flow, gpu_seconds_per_kept
-from datagen.pools import balance_gpu_pools, fits_on_gpus, plan_pools
+from datagen.pipeline.costs import expected_flow, gpu_seconds_per_kept
+from datagen.pipeline.pools import balance_gpu_pools, fits_on_gpus, plan_pools
 
 PAPER_ORDER = "[prompts,t2i,segment,depth,repose,idcheck,boxes,filter]"
 

@@ -17,12 +17,12 @@ import utils3d
 
 from datagen.config import DEFAULT_DEPTH_MODELS, build_config
 from datagen.errors import BackendUnavailable, UserError
-from datagen.geometry import unproject_pixels
+from datagen.recipe.geometry import unproject_pixels
 from datagen.models.depth_transformers import fov_camera
 from datagen.models.hub import MODEL_KINDS
 from datagen.models.moge import MOGE_FILE, depth_and_camera, import_moge
-from datagen.models.tiny_depth import build_tiny_depth_anything, build_tiny_moge, tiny_moge2_config
-from datagen.sample import Rejected, Sample
+from datagen.models.tiny.depth import build_tiny_depth_anything, build_tiny_moge, tiny_moge2_config
+from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import sample_seed
 from helpers import SMALL
 from stages.depth import DepthStage, camera_is_usable

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from datagen.errors import UserError
-from datagen.identity_input import identity_input
-from datagen.sample import Sample
+from datagen.recipe.identity_input import identity_input
+from datagen.store.inflight import Sample
 from datagen.seeds import sample_seed
-from datagen.stages import build_stage
+from datagen.pipeline.preflight import build_stage
 
 
 def prompted(cfg, n: int = 3) -> list[Sample]:

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from datagen.config import PromptsConfig, UserError, build_config
-from datagen.diversity import PromptRegistry, count_distribution, draw_theme, normalise_prompt, subject_count
-from datagen.sample import Rejected, Sample
+from datagen.store.claims import PromptRegistry
+from datagen.recipe.diversity import count_distribution, draw_theme, normalise_prompt, subject_count
+from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import sample_seed
-from datagen.stages import build_stage
+from datagen.pipeline.preflight import build_stage
 
 
 def test_default_counts_are_uniform_over_3_to_10():

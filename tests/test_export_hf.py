@@ -21,11 +21,11 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from datagen.data_card import render_card
+from datagen.export.card import render_card
 from datagen.errors import UserError
-from datagen.export_hf import SUBJECT_KEYS, ExportTally, export_hf, sample_features
-from datagen.final_samples import final_shards, iter_final_samples, shard_stats
-from datagen.run import load_run_config
+from datagen.export.hf import SUBJECT_KEYS, ExportTally, export_hf, sample_features
+from datagen.final.read import final_shards, iter_final_samples, shard_stats
+from datagen.config import load_run_config
 
 
 def _export(run_dir: Path, out: Path, **kw) -> str:
@@ -368,7 +368,7 @@ def test_stats_that_disagree_with_the_shards_fail(finished_run, tmp_path):
 
 
 def test_datasets_is_imported_lazily_and_named_when_missing(finished_run, tmp_path, monkeypatch):
-    probe = "import sys, datagen.export_hf, datagen.data_card; print('datasets' in sys.modules, 'huggingface_hub' in sys.modules)"
+    probe = "import sys, datagen.export.hf, datagen.export.card; print('datasets' in sys.modules, 'huggingface_hub' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]
     monkeypatch.setitem(sys.modules, "datasets", None)  # what an install without the extra looks like

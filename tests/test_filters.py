@@ -1,7 +1,7 @@
 import numpy as np
 
 from datagen.config import FilterRules
-from datagen.filters import mask_overlap, subject_count_reason, subject_rejections
+from datagen.recipe.filters import mask_overlap, subject_count_reason, subject_rejections
 
 
 def _rect(x0, y0, x1, y1, size=100):

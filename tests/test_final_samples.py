@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from datagen.errors import UserError
-from datagen.final_samples import count_final_samples, final_shards, find_sample
-from datagen.paths import RunPaths
-from datagen.run import load_run_config
-from datagen.status import final_kept
+from datagen.final.read import count_final_samples, final_shards, find_sample
+from datagen.store.paths import RunPaths
+from datagen.config import load_run_config
+from datagen.pipeline.markers import final_kept
 
 
 def test_final_shards_agree_with_status(finished_run):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from datagen import geometry as g
+from datagen.recipe import geometry as g
 
 CAM = {"fx": 500.0, "fy": 480.0, "cx": 320.0, "cy": 240.0, "model": "pinhole"}
 

@@ -26,7 +26,7 @@ from datagen.models.gsam import (
     resolve_file,
 )
 from datagen.models.perception import Detection, best_detection
-from datagen.models.tiny_gsam import SAM_ENCODER, build_tiny_gsam
+from datagen.models.tiny.gsam import SAM_ENCODER, build_tiny_gsam
 
 TINY = "gsam/tiny"
 MIN32 = torch.finfo(torch.float32).min

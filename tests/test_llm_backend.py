@@ -19,10 +19,10 @@ from datagen.models.llm import (
     vllm_engine_kwargs,
     vllm_sampling_kwargs,
 )
-from datagen.sample import Rejected, Sample
-from datagen.scene_spec import SYSTEM_PROMPT, SceneSpec, json_schema, parse_scene, user_message
+from datagen.store.inflight import Rejected, Sample
+from datagen.recipe.scene_spec import SYSTEM_PROMPT, SceneSpec, json_schema, parse_scene, user_message
 from datagen.seeds import sample_seed
-from datagen.stages import build_stage
+from datagen.pipeline.preflight import build_stage
 
 LIMITS = {"prompt_max_chars": 60, "background_max_chars": 20, "name_max_chars": 12, "caption_min_chars": 1, "caption_max_chars": 20}
 

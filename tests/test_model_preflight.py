@@ -9,8 +9,8 @@ import pytest
 from datagen.config import build_config
 from datagen.errors import UserError
 from datagen.models.hub import model_problem
-from datagen.runner import user_error_message
-from datagen.stages import validate_pipeline
+from datagen.pipeline.ray_runner import user_error_message
+from datagen.pipeline.preflight import validate_pipeline
 
 
 def test_offline_a_model_missing_from_models_dir_and_cache_is_named(tmp_path: Path, monkeypatch):

@@ -1,11 +1,11 @@
 """Resume: what is committed and current is reused; a changed setting reruns that stage and
 those after it, nothing before; damage is repaired to the same bytes."""
 
-from datagen.fingerprint import stage_fingerprints
-from datagen.local_runner import run_local
-from datagen.paths import RunPaths
-from datagen.plan import make_plan
-from datagen.shards import tmp_path_for
+from datagen.pipeline.fingerprint import stage_fingerprints
+from datagen.pipeline.local_runner import run_local
+from datagen.store.paths import RunPaths
+from datagen.pipeline.resume import make_plan
+from datagen.store.shards import tmp_path_for
 
 ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
 
@@ -66,7 +66,7 @@ def test_damage_is_repaired_to_the_same_bytes(small_cfg, tmp_path):
     tmp_path_for(paths.final_tar(2)).write_bytes(b"half a shard")
     todo = _todo(small_cfg, paths)
     assert todo == {0: ["filter"], 1: ["filter"], 2: ["segment", "depth", "boxes", "repose", "idcheck", "filter"]}
-    from datagen.shards import sweep_temp_files
+    from datagen.store.shards import sweep_temp_files
 
     sweep_temp_files(paths.root)
     _build(small_cfg, paths)

@@ -1,7 +1,7 @@
 import pytest
 
 from datagen.errors import UserError
-from datagen.pools import group_stages, plan_pools
+from datagen.pipeline.pools import group_stages, plan_pools
 
 ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
 

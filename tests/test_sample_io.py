@@ -1,8 +1,8 @@
 import numpy as np
 
-from datagen.codec import decode_npy, encode_json, encode_npy
-from datagen.sample import Sample, decode_array, encode_array, read_stage_samples, write_members
-from datagen.shards import commit_tar
+from datagen.store.codec import decode_npy, encode_json, encode_npy
+from datagen.store.inflight import Sample, decode_array, encode_array, read_stage_samples, write_members
+from datagen.store.shards import commit_tar
 
 
 def test_arrays_round_trip_exactly():
@@ -47,7 +47,7 @@ def test_stage_shards_store_only_changed_arrays(tmp_path):
     s.meta["x"] = 1
     b = tmp_path / "b.tar"
     commit_tar(b, write_members([s]))
-    names = sorted(__import__("datagen.shards", fromlist=["read_tar"]).read_tar(b)["000001_000005"])
+    names = sorted(__import__("datagen.store.shards", fromlist=["read_tar"]).read_tar(b)["000001_000005"])
     assert names == ["depth.npy", "json"]
     (back,) = read_stage_samples([a, b], shard=1)
     assert back.meta["x"] == 1 and back.seed == 99 and back.key == "000001_000005"

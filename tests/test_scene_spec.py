@@ -7,7 +7,7 @@ import json
 import pytest
 
 from datagen.config import PromptLimits
-from datagen.scene_spec import Invalid, SceneSpec, json_schema, parse_scene
+from datagen.recipe.scene_spec import Invalid, SceneSpec, json_schema, parse_scene
 
 LIMITS = PromptLimits()
 
@@ -74,7 +74,7 @@ def test_xgrammar_enforces_the_schema_characters_and_count(tmp_path):
     import xgrammar as xgr
     from transformers import AutoTokenizer
 
-    from datagen.models.tiny import build_qwen3
+    from datagen.models.tiny.build import build_qwen3
 
     build_qwen3(tmp_path)
     tok = AutoTokenizer.from_pretrained(tmp_path)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from datagen.local_runner import run_local
-from datagen.paths import RunPaths
-from datagen.plan import make_plan
+from datagen.pipeline.local_runner import run_local
+from datagen.store.paths import RunPaths
+from datagen.pipeline.resume import make_plan
 from datagen.stages import STAGES, SegmentStage
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from datagen.errors import ShardReadError
-from datagen.shards import commit_tar, read_tar, sweep_temp_files, tar_bytes, tmp_path_for
+from datagen.store.shards import commit_tar, read_tar, sweep_temp_files, tar_bytes, tmp_path_for
 
 
 def test_tar_bytes_depend_only_on_members():

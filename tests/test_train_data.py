@@ -15,11 +15,11 @@ import pytest
 import webdataset as wds
 from helpers import run_cli
 
-from datagen.conditioning import routing_maps
+from datagen.recipe.conditioning import routing_maps
 from datagen.errors import UserError
-from datagen.geometry import mask_box_2d
+from datagen.recipe.geometry import mask_box_2d
 from datagen.schema import routing_intensity
-from datagen.shards import read_tar, tar_bytes
+from datagen.store.shards import read_tar, tar_bytes
 from datagen.train import data as D
 from datagen.train.augment import (
     TEMPLATES,

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from datagen.errors import UserError
-from datagen.models.tiny import FLUX_KONTEXT, build_flux_kontext
+from datagen.models.tiny.build import FLUX_KONTEXT, build_flux_kontext
 from datagen.train import checkpoint
 from datagen.train.config import TrainConfig
 from datagen.train.loop import train

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from datagen.errors import UserError
-from datagen.models.tiny import FLUX_DEV, FLUX_KONTEXT, build_flux, build_flux_kontext
+from datagen.models.tiny.build import FLUX_DEV, FLUX_KONTEXT, build_flux, build_flux_kontext
 from datagen.train.model import LoraSpec, add_lora, encode_images, encode_prompts, load_kontext_pipeline, save_lora
 from datagen.train.tokens import sequence
 

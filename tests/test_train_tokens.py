@@ -69,7 +69,7 @@ def test_a_lora_step_on_the_tiny_kontext_transformer(tmp_path):
     stays frozen."""
     from peft import LoraConfig
 
-    from datagen.models.tiny import build_flux_kontext
+    from datagen.models.tiny.build import build_flux_kontext
     from diffusers import FluxTransformer2DModel
 
     build_flux_kontext(tmp_path)

@@ -3,11 +3,11 @@
 import json
 import tarfile
 
-from datagen.local_runner import run_local
-from datagen.paths import RunPaths
-from datagen.plan import make_plan
-from datagen.shards import tar_bytes
-from datagen.validate import validate_run
+from datagen.pipeline.local_runner import run_local
+from datagen.store.paths import RunPaths
+from datagen.pipeline.resume import make_plan
+from datagen.store.shards import tar_bytes
+from datagen.final.validate import validate_run
 
 
 def _members(path):

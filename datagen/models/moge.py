@@ -5,7 +5,7 @@ MoGe-2 predicts a metric point map, a validity mask and intrinsics in normalised
 coordinates. Those are utils3d's uv coordinates: (0, 0) is the top-left corner of the image
 and (1, 1) its bottom-right corner, so pixel (c, r) has its centre at ((c + 0.5) / W,
 (r + 0.5) / H) (`utils3d.pt.uv_map`, which `infer` unprojects its depth with). datagen puts
-that centre at (c + 0.5, r + 0.5) pixels (datagen.geometry), so the pixel intrinsics are the
+that centre at (c + 0.5, r + 0.5) pixels (datagen.recipe.geometry), so the pixel intrinsics are the
 normalised ones times W (fx, cx) and H (fy, cy), with no half-pixel shift.
 """
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from datagen.conditioning import MODES, control_image, drop_channel, identity_stack
+from datagen.recipe.conditioning import MODES, control_image, drop_channel, identity_stack
 
 TEMPLATES = (
     "Place these subjects in {background}",

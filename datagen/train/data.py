@@ -30,7 +30,7 @@ import numpy as np
 import webdataset as wds
 
 from datagen.errors import UserError
-from datagen.final_decode import BadSample, decode_sample
+from datagen.final.decode import BadSample, decode_sample
 from datagen.models.hub import require
 from datagen.schema import JSON_FIELD, SCHEMA_VERSION
 from datagen.train.augment import build_example, draw_augment, sample_rng

@@ -70,7 +70,7 @@ def train_on_ray(
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from datagen.runner import init_ray, shutdown_ray
+    from datagen.pipeline.ray_runner import init_ray, shutdown_ray
 
     if workers < 1:
         raise UserError(f"--ray-workers: must be at least 1 (got {workers})")

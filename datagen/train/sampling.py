@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datagen.conditioning import control_image, identity_stack
+from datagen.recipe.conditioning import control_image, identity_stack
 from datagen.errors import UserError
 from datagen.train.augment import TEMPLATES
 from datagen.train.config import load_train_config

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from datagen.sample import Sample
+from datagen.store.inflight import Sample
 from datagen.seeds import sample_seed
-from datagen.stages import build_stage
+from datagen.pipeline.preflight import build_stage
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 import numpy as np
 
-from datagen.geometry import box_volume_iou, center_error_frac
-from datagen.sample import Rejected, Sample
-from datagen.stages import build_stage
+from datagen.recipe.geometry import box_volume_iou, center_error_frac
+from datagen.store.inflight import Rejected, Sample
+from datagen.pipeline.preflight import build_stage
 
 
 def test_boxes_against_procedural_truth(small_cfg, through):

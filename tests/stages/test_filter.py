@@ -1,11 +1,11 @@
 import copy
 
-from datagen.final_writer import final_members, final_meta
-from datagen.sample import Rejected
+from datagen.final.writer import final_members, final_meta
+from datagen.store.inflight import Rejected
 from datagen.schema import SampleMeta
-from datagen.stages import build_stage
+from datagen.pipeline.preflight import build_stage
 from datagen.config import FilterRules
-from datagen.filters import box3d_reason
+from datagen.recipe.filters import box3d_reason
 
 
 def test_kept_samples_meet_the_format(small_cfg, through):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datagen.colour_similarity import foreground, histogram_similarity
-from datagen.identity_input import identity_input
+from datagen.recipe.colour_similarity import foreground, histogram_similarity
+from datagen.recipe.identity_input import identity_input
 from datagen.models.dinov2 import cosine_pairs
-from datagen.sample import Rejected, Sample
+from datagen.store.inflight import Rejected, Sample
 from datagen.stages.idcheck import IdcheckStage
 
 
@@ -72,7 +72,7 @@ def test_with_filters_last_idcheck_only_marks(small_cfg, through):
 
 @pytest.fixture(scope="module")
 def tiny_dinov2(tmp_path_factory):
-    from datagen.models.tiny_perception import DINOV2, build_dinov2
+    from datagen.models.tiny.perception import DINOV2, build_dinov2
 
     root = tmp_path_factory.mktemp("tiny-dinov2")
     (root / DINOV2).mkdir(parents=True)

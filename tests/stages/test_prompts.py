@@ -1,5 +1,5 @@
-from datagen.stages import build_stage
-from datagen.sample import Sample
+from datagen.pipeline.preflight import build_stage
+from datagen.store.inflight import Sample
 
 
 def test_prompts_are_seeded_and_within_the_subject_range(small_cfg, through):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from datagen.geometry import mask_box_2d
+from datagen.recipe.geometry import mask_box_2d
 
 
 def test_masks_boxes_and_filters(small_cfg, through):

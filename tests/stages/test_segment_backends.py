@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datagen.geometry import mask_box_2d
-from datagen.mask_cleanup import clean_mask, drop_islands, fill_holes
+from datagen.recipe.geometry import mask_box_2d
+from datagen.recipe.mask_cleanup import clean_mask, drop_islands, fill_holes
 from datagen.models.grounding import caption_columns, cxcywh_to_pixels, grounding_text
 from datagen.models.perception import Detection, best_detection, grounding_rejections
-from datagen.models.tiny_perception import bert_tokenizer
-from datagen.sample import Rejected, Sample
+from datagen.models.tiny.perception import bert_tokenizer
+from datagen.store.inflight import Rejected, Sample
 from datagen.stages.segment import SegmentStage
 
 
@@ -207,7 +207,7 @@ def test_with_filters_last_the_segment_stage_only_marks(small_cfg, segment_input
 
 @pytest.fixture(scope="module")
 def perception_models(tmp_path_factory):
-    from datagen.models import tiny_perception as tp
+    from datagen.models.tiny import perception as tp
 
     root = tmp_path_factory.mktemp("tiny-perception")
     for model_id, build in [(tp.GROUNDING_DINO, tp.build_grounding_dino), (tp.SAM, tp.build_sam), (tp.SAM2, tp.build_sam2)]:

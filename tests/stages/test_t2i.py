@@ -1,7 +1,7 @@
 import numpy as np
 
-from datagen.sample import Rejected, Sample
-from datagen.stages import build_stage
+from datagen.store.inflight import Rejected, Sample
+from datagen.pipeline.preflight import build_stage
 
 
 def test_render_matches_the_scene(small_cfg, through):

@@ -1,0 +1,114 @@
+"""Read a finished run's final samples: for export, the contact sheet, the browser and reports.
+
+Member names are checked on read (shards.read_tar), every sample is decoded and checked by
+final_decode, and a user mistake (no run, no final shards, an unknown key, a broken shard) is
+one UserError line naming the run, shard or key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datagen.errors import ShardReadError, UserError
+from datagen.final.decode import BadSample, decode_sample
+from datagen.pipeline.markers import final_shards as counted_final_shards
+from datagen.pipeline.markers import read_marker
+from datagen.store.paths import RunPaths, stats_beside
+from datagen.schema import KEY_RE, crop_field
+from datagen.store.shards import read_tar
+
+
+@dataclass
+class FinalSample:
+    """One decoded final sample. `meta` is its JSON; arrays as final_decode returns them."""
+
+    key: str
+    shard: Path
+    meta: dict[str, Any]
+    image: np.ndarray  # (H, W, 3) uint8
+    masks: np.ndarray  # (N, H, W) bool, in identity order
+    depth: np.ndarray  # (H, W) float32 metres, NaN/inf where unknown
+    identities: np.ndarray  # (N, h, w, 3) uint8
+    members: dict[str, bytes]  # the raw members, e.g. to copy PNGs without re-encoding
+
+    @property
+    def subjects(self) -> list[dict[str, Any]]:
+        return self.meta["subjects"]
+
+    def crop(self, i: int) -> bytes | None:
+        """Subject i's RGBA crop PNG as stored (None when the run wrote no crops)."""
+        return self.members.get(crop_field(i))
+
+
+def final_shards(run_dir: Path) -> list[Path]:
+    """The run's final shards that count (current settings, as `datagen status` counts them), in
+    shard order. UserError when there are none."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: not a datagen run (no such directory)")
+    from datagen.config import load_run_config
+
+    paths = RunPaths(run_dir)
+    shards = [paths.final_tar(shard) for shard, _ in counted_final_shards(load_run_config(run_dir), paths)]
+    if not shards:
+        raise UserError(f"{run_dir}: no final shards in {paths.final_dir} (run `datagen run` to finish it first)")
+    return shards
+
+
+def shard_stats(shard: Path) -> dict[str, Any]:
+    """The stats marker committed beside a final shard."""
+    path = stats_beside(shard)
+    marker = read_marker(path)
+    if marker is None:
+        raise UserError(f"{path}: unreadable stats (missing, or not a JSON object)")
+    return marker
+
+
+def _decode(shard: Path, key: str, members: dict[str, bytes]) -> FinalSample:
+    try:
+        d = decode_sample(members, key)
+    except BadSample as e:
+        raise UserError(f"{shard}: sample {key}: {e}") from None
+    return FinalSample(key, shard, d["json"], d["image"], d["masks"], d["depth"], d["identities"], members)
+
+
+def _read(shard: Path) -> dict[str, dict[str, bytes]]:
+    try:
+        return read_tar(shard)
+    except ShardReadError as e:
+        raise UserError(str(e)) from None
+
+
+def iter_final_samples(run_dir: Path, limit: int | None = None) -> Iterator[FinalSample]:
+    """Every final sample, in shard then key order (at most `limit`)."""
+    count = 0
+    for shard in final_shards(run_dir):
+        for key, members in sorted(_read(shard).items()):
+            if limit is not None and count >= limit:
+                return
+            yield _decode(shard, key, members)
+            count += 1
+
+
+def count_final_samples(run_dir: Path) -> int:
+    """Samples in the final shards, from their stats markers (no shard is opened)."""
+    return sum(int(shard_stats(s)["samples_written"]) for s in final_shards(run_dir))
+
+
+def find_sample(run_dir: Path, key: str) -> FinalSample:
+    """The final sample `key`; UserError naming the key when the run has no such sample."""
+    if not KEY_RE.match(key):
+        raise UserError(f"--sample {key!r}: not a sample key (like 000000_000003)")
+    for shard in final_shards(run_dir):
+        # Keys start with the shard number, so only one shard can hold it.
+        if shard.name != f"shard-{key[:6]}.tar":
+            continue
+        members = _read(shard).get(key)
+        if members is not None:
+            return _decode(shard, key, members)
+    raise UserError(f"--sample {key}: no such sample in {Path(run_dir) / 'final'}")

@@ -1,0 +1,198 @@
+"""Completion markers: the one owner of writing them, reading them, and judging which count.
+
+A (stage, shard) output is committed when its marker is (FORMAT.md): `stages/<stage>/
+shard-N.done.json` beside the stage's tar, or, for the last stage, `final/shard-N.stats.json`
+beside the final tar, holding every stage's figures for that shard. The marker is written
+last, so a shard without one is not done.
+
+One rule says when a marker counts: it names the fingerprint the current settings give, and
+the output beside it has the recorded size; `verify="sha256"` (what `datagen run` uses unless
+`output.verify: size`) also re-hashes the output. Status, reports, viewers and resume all ask
+here. The final stage's different file and layout are hidden behind `RunMarkers`: callers ask
+for a stage's marker, output or own figures and never test whether the stage is the last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from datagen.config import RunConfig
+from datagen.pipeline.fingerprint import stage_fingerprints
+from datagen.store.codec import encode_json
+from datagen.store.paths import RunPaths
+from datagen.store.shards import commit_bytes, file_sha256
+
+Verify = Literal["size", "sha256"]
+
+# Per-stage figures the final stats keep for each shard: the run's measured cost model.
+FLOW_KEYS = ("samples_in", "samples_out", "subjects_in", "subjects_out", "wall_s", "size", "started_at", "finished_at")
+
+
+def read_marker(path: Path) -> dict[str, Any] | None:
+    """A marker's contents; None when it is missing, unreadable or not a JSON object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    """One stage's own counts for one shard, whichever file holds them."""
+
+    samples_in: int
+    samples_out: int
+    rejected: dict[str, int]
+    rejected_subjects: dict[str, int]
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """A (stage, shard) as the current settings see it: its counted marker, or its failure."""
+
+    marker: dict[str, Any] | None
+    failure: dict[str, Any] | None
+
+
+class RunMarkers:
+    """The markers of one run, judged against `cfg` (its stage order and fingerprints)."""
+
+    def __init__(self, cfg: RunConfig, paths: RunPaths) -> None:
+        self.cfg, self.paths = cfg, paths
+        self.order = tuple(cfg.stages.order)
+
+    @classmethod
+    def of(cls, cfg: RunConfig, paths: RunPaths) -> RunMarkers:
+        return cls(cfg, paths)
+
+    @property
+    def final(self) -> str:
+        return self.order[-1]
+
+    # --- where ------------------------------------------------------------------------------
+
+    def marker_path(self, stage: str, shard: int) -> Path:
+        return self.paths.final_stats(shard) if stage == self.final else self.paths.stage_done(stage, shard)
+
+    def output_tar(self, stage: str, shard: int) -> Path:
+        return self.paths.final_tar(shard) if stage == self.final else self.paths.stage_tar(stage, shard)
+
+    # --- write ------------------------------------------------------------------------------
+
+    def commit(self, stage: str, shard: int, marker: dict[str, Any]) -> None:
+        """Commit the marker of an output already committed beside it."""
+        commit_bytes(self.marker_path(stage, shard), encode_json(marker))
+
+    def commit_failure(self, stage: str, shard: int, marker: dict[str, Any]) -> None:
+        commit_bytes(self.paths.failed_marker(stage, shard), encode_json(marker))
+
+    def clear_failure(self, stage: str, shard: int) -> None:
+        self.paths.failed_marker(stage, shard).unlink(missing_ok=True)
+
+    # --- read and judge ---------------------------------------------------------------------
+
+    def read(self, stage: str, shard: int) -> dict[str, Any] | None:
+        return read_marker(self.marker_path(stage, shard))
+
+    def counted(self, stage: str, shard: int, fingerprint: str, verify: Verify = "size") -> dict[str, Any] | None:
+        """The marker if it counts (the one rule, see the module doc), else None."""
+        marker = self.read(stage, shard)
+        if marker is None or marker.get("fingerprint") != fingerprint:
+            return None
+        tar = self.output_tar(stage, shard)
+        try:
+            if tar.stat().st_size != marker.get("size"):
+                return None
+        except OSError:
+            return None
+        if verify == "sha256" and file_sha256(tar) != marker.get("sha256"):
+            return None
+        return marker
+
+    def failure(self, stage: str, shard: int, fingerprint: str) -> dict[str, Any] | None:
+        """The failure marker of this (stage, shard) under the current settings, else None."""
+        failed = read_marker(self.paths.failed_marker(stage, shard))
+        return failed if failed and failed.get("fingerprint") == fingerprint else None
+
+    def shard_states(self, shard: int) -> dict[str, ShardState]:
+        """stage -> its state for this shard under the current fingerprints (sizes checked, no hashing)."""
+        fps = stage_fingerprints(self.cfg, shard)
+        return {s: ShardState(self.counted(s, shard, fps[s]), self.failure(s, shard, fps[s])) for s in self.order}
+
+    def own_figures(self, stage: str, marker: dict[str, Any]) -> StageFigures:
+        """This stage's own counts from its marker (the final stats hold every stage's: take its own)."""
+        if stage != self.final:
+            return StageFigures(
+                marker.get("samples_in", 0), marker.get("samples_out", 0), marker.get("rejected", {}),
+                marker.get("rejected_subjects", {}), marker.get("wall_s", 0.0),
+            )  # fmt: skip
+        rejected = marker["rejected"].get(stage, {})
+        kept = marker.get("samples_written", 0)
+        # Its stats' samples_in is the run's first-stage count; this stage's own is kept + rejected.
+        return StageFigures(
+            kept + sum(rejected.values()), kept, rejected, marker["rejected_subjects"].get(stage, {}),
+            marker["wall_time_s"].get(stage, 0.0),
+        )  # fmt: skip
+
+    def final_stats(self, shard: int, own: dict[str, Any], subject_counts: Iterable[int]) -> dict[str, Any]:
+        """The final shard's stats: the last stage's marker `own` plus every earlier stage's counts."""
+        rejected: dict[str, dict[str, int]] = {}
+        rejected_subjects: dict[str, dict[str, int]] = {}
+        wall: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+        flow: dict[str, dict[str, Any]] = {}
+        samples_in = own["samples_in"]
+        for stage in self.order:
+            m = own if stage == self.final else self.read(stage, shard) or {}
+            rejected[stage] = m.get("rejected", {})
+            rejected_subjects[stage] = m.get("rejected_subjects", {})
+            wall[stage] = m.get("wall_s", 0.0)
+            cpu[stage] = m.get("cpu_s", 0.0)
+            flow[stage] = {k: m[k] for k in FLOW_KEYS if k in m}
+            if stage == self.order[0]:
+                samples_in = m.get("samples_in", samples_in)
+        histogram = Counter(subject_counts)
+        return {
+            **{k: own[k] for k in ("stage", "shard", "fingerprint", "input_sha256", "sha256", "size")},
+            "samples_in": samples_in,
+            "samples_written": own["samples_out"],
+            "samples_rejected": sum(sum(v.values()) for v in rejected.values()),
+            "rejected": rejected,
+            "rejected_subjects": rejected_subjects,
+            "subjects_histogram": {str(k): histogram[k] for k in sorted(histogram)},
+            "wall_time_s": wall,
+            "cpu_time_s": cpu,
+            "stages": flow,
+            "rejected_keys": own["rejected_keys"],
+        }
+
+
+def final_shards(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict[str, Any]]]:
+    """(shard, stats marker) of every final shard that counts, in shard order."""
+    markers = RunMarkers(cfg, paths)
+    found = []
+    for shard in range(cfg.num_shards):
+        marker = markers.counted(markers.final, shard, stage_fingerprints(cfg, shard)[markers.final])
+        if marker is not None:
+            found.append((shard, marker))
+    return found
+
+
+def final_kept(cfg: RunConfig, paths: RunPaths) -> tuple[int, int]:
+    """(samples kept, final shards done) by the current fingerprints."""
+    done = final_shards(cfg, paths)
+    return sum(marker.get("samples_written", 0) for _, marker in done), len(done)
+
+
+def stats_markers(paths: RunPaths) -> list[tuple[Path, dict[str, Any] | None]]:
+    """Every final stats marker present, whatever settings made it (for measuring a past run)."""
+    if not paths.final_dir.is_dir():
+        return []
+    return [(p, read_marker(p)) for p in sorted(paths.final_dir.glob("shard-*.stats.json"))]

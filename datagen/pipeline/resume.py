@@ -1,0 +1,85 @@
+"""What a run still has to do: per shard, which stages to run, from the committed outputs.
+
+A (stage, shard) output counts as done only when its completion marker exists, names the
+expected fingerprint, was computed from the bytes its input holds now (the input's sha256 is
+recorded in the marker), and the shard file beside it has the recorded size (and sha256,
+unless `output.verify: size`). Anything else (missing, truncated, stale, failed) is redone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from datagen.config import RunConfig
+from datagen.pipeline.fingerprint import stage_fingerprints
+from datagen.pipeline.markers import RunMarkers
+from datagen.store.paths import RunPaths
+
+
+@dataclass
+class ShardJob:
+    shard: int
+    fingerprints: dict[str, str]
+    run: list[str] = field(default_factory=list)  # stages to run, in order
+    blocked: str | None = None  # why a selected stage cannot run (its input is not committed)
+
+    def to_json(self) -> str:
+        return json.dumps({"shard": self.shard, "fingerprints": self.fingerprints, "run": self.run})
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardJob:
+        d = json.loads(text)
+        return cls(shard=d["shard"], fingerprints=d["fingerprints"], run=d["run"])
+
+
+def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str]) -> ShardJob:
+    fps = stage_fingerprints(cfg, shard)
+    job = ShardJob(shard=shard, fingerprints=fps)
+    run_markers = RunMarkers.of(cfg, paths)
+    order = cfg.stages.order
+    markers: dict[str, dict[str, Any] | None] = {}
+
+    def marker_of(stage: str) -> dict[str, Any] | None:
+        if stage not in markers:
+            markers[stage] = run_markers.counted(stage, shard, fps[stage], verify=cfg.output.verify)
+        return markers[stage]
+
+    def is_done(stage: str) -> bool:
+        marker = marker_of(stage)
+        pos = order.index(stage)
+        if marker is None or pos == 0:
+            return marker is not None
+        # Made from the input as it is now? (guards against an input redone with other bytes)
+        prev = marker_of(order[pos - 1])
+        return prev is not None and prev.get("sha256") == marker.get("input_sha256")
+
+    for pos, stage in enumerate(order):
+        if stage not in selected:
+            continue
+        # A stage reruns when its output is not valid, or when its input is being redone.
+        if job.run or not is_done(stage):
+            prev = order[pos - 1] if pos else None
+            if prev is None or prev in job.run or is_done(prev):
+                job.run.append(stage)
+            else:
+                job.blocked = f"{stage} needs {prev}, which is not committed"
+                break
+    return job
+
+
+def make_plan(cfg: RunConfig, paths: RunPaths, selected: list[str]) -> list[ShardJob]:
+    return [plan_shard(cfg, paths, shard, selected) for shard in range(cfg.num_shards)]
+
+
+def clear_failures(cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob]) -> None:
+    """Forget earlier failures of what is about to be retried.
+
+    Committed outputs stay in place until their replacements are committed over them: an
+    interrupted rerun never loses a finished shard.
+    """
+    markers = RunMarkers.of(cfg, paths)
+    for job in jobs:
+        for stage in job.run:
+            markers.clear_failure(stage, job.shard)

@@ -1,0 +1,98 @@
+"""`datagen status RUN`: per stage, shards done / failed / pending, samples in and out,
+rejections by reason, read from the markers the run committed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from datagen.config import RunConfig
+from datagen.pipeline.markers import RunMarkers, final_kept, final_shards
+from datagen.store.paths import RunPaths
+
+
+@dataclass
+class StageStatus:
+    stage: str
+    done: int = 0
+    failed: int = 0
+    pending: int = 0
+    samples_in: int = 0
+    samples_out: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    rejected_subjects: Counter = field(default_factory=Counter)
+    wall_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["rejected"] = dict(sorted(self.rejected.items()))
+        d["rejected_subjects"] = dict(sorted(self.rejected_subjects.items()))
+        return d
+
+
+def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
+    """Cheap: markers, fingerprints and file sizes (no checksums); `datagen run` verifies bytes."""
+    markers = RunMarkers.of(cfg, paths)
+    rows = {s: StageStatus(s) for s in cfg.stages.order}
+    for shard in range(cfg.num_shards):
+        for stage, state in markers.shard_states(shard).items():
+            row, marker, failed = rows[stage], state.marker, state.failure
+            if marker is not None:
+                own = markers.own_figures(stage, marker)
+                row.done += 1
+                row.samples_in += own.samples_in
+                row.samples_out += own.samples_out
+                row.rejected.update(own.rejected)
+                row.rejected_subjects.update(own.rejected_subjects)
+                row.wall_s += own.wall_s
+            elif failed:
+                row.failed += 1
+                row.failures.append(f"shard {shard}: {failed.get('error', '?')}")
+            else:
+                row.pending += 1
+    return [rows[s] for s in cfg.stages.order]
+
+
+def subjects_histogram(cfg: RunConfig, paths: RunPaths) -> dict[str, int]:
+    hist: Counter = Counter()
+    for _, marker in final_shards(cfg, paths):
+        hist.update({k: int(v) for k, v in marker.get("subjects_histogram", {}).items()})
+    return {k: hist[k] for k in sorted(hist, key=int)}
+
+
+def requested_subjects(cfg: RunConfig) -> dict[str, int]:
+    """The subject count asked of the prompts stage, for every sample of the run."""
+    from datagen.recipe.diversity import requested_histogram
+    from datagen.seeds import sample_seed
+
+    return requested_histogram(cfg.stages.prompts, [sample_seed(cfg.run.seed, i) for i in range(cfg.run.num_samples)])
+
+
+def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> str:
+    """A plain-text table: readable in a terminal and in logs."""
+    kept, done = final_kept(cfg, paths)
+    lines = [
+        f"run {paths.root}  ({cfg.run.name}: {cfg.run.num_samples} samples in {cfg.num_shards} shards)",
+        f"{'stage':<8} {'done':>5} {'failed':>6} {'pending':>7} {'in':>7} {'out':>7} {'time_s':>8}  rejects",
+    ]
+    for r in rows:
+        rejects = ", ".join(f"{k}={v}" for k, v in sorted(r.rejected.items())) or "-"
+        subj = ", ".join(f"{k}={v}" for k, v in sorted(r.rejected_subjects.items()))
+        if subj:
+            rejects += f"  (subjects: {subj})"
+        lines.append(
+            f"{r.stage:<8} {r.done:>5} {r.failed:>6} {r.pending:>7} {r.samples_in:>7} {r.samples_out:>7} {r.wall_s:>8.1f}  {rejects}"
+        )
+    lines.append(f"final: {done}/{cfg.num_shards} shards, {kept} samples kept")
+    hist = subjects_histogram(cfg, paths)
+    if hist:
+        requested = requested_subjects(cfg)
+        lines.append("subjects per sample   requested -> kept")
+        for n in sorted(set(requested) | set(hist), key=int):
+            lines.append(f"  {n:>2} subjects          {requested.get(n, 0):>7} -> {hist.get(n, 0):>5}")
+    for r in rows:
+        for f in r.failures:
+            lines.append(f"FAILED {r.stage} {f}")
+    return "\n".join(lines)

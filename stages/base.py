@@ -1,0 +1,95 @@
+"""The stage interface. Stages are plain Python: no Ray here or in stages/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from datagen.recipe.filters import subject_count_reason
+from datagen.store.inflight import Rejected, Sample
+
+# Key of a deferred verdict: on a subject (drop it) or in a sample's meta (reject it).
+PENDING = "pending_rejection"
+# Backends that load no model: `model` in their config is not what made the output.
+NO_MODEL_BACKENDS = ("procedural", "open3d", "rules", "histogram")
+
+if TYPE_CHECKING:
+    from datagen.config import RunConfig, StageConfig
+
+
+class Stage:
+    """One step of the recipe.
+
+    `__init__` is cheap and picklable; `setup()` loads models once per worker;
+    `process_batch` maps samples to samples or rejections. Subclasses declare:
+    - name: the stage's name (a key of `stages:` in the config),
+    - requires: stages whose output this one reads (they must come earlier in the order),
+    - reads: shared config sections (besides its own) that change its output,
+    - version: bumped when the algorithm changes, so committed shards are redone,
+    - backends: the backend names this version provides.
+    """
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
+    version: ClassVar[int] = 1
+    backends: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.run_cfg = cfg
+        self.cfg = cfg.stages.stage(self.name)
+        self.run_dir: Path | None = None
+
+    def bind_run(self, run_dir: Path) -> None:
+        """The run directory, for stages that keep run-wide state (prompt dedup claims)."""
+        self.run_dir = run_dir
+
+    def setup(self) -> None:
+        """Load models. Called once per worker, before the first batch."""
+
+    def generation_settings(self) -> dict | None:
+        """Model id, revision, dtype and sampling settings, for `generation.settings` (real backends)."""
+        return None
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        raise NotImplementedError
+
+    def model_name(self) -> str:
+        """What made this stage's output, for `generation.models` in the metadata."""
+        cfg: StageConfig = self.cfg
+        model = getattr(cfg, "model", None)
+        backend = getattr(cfg, "backend", "")
+        return f"{backend}:{model}" if model and backend not in NO_MODEL_BACKENDS else backend
+
+    def reject(self, sample: Sample, reason: str) -> Rejected:
+        return Rejected(sample.key, self.name, reason)
+
+    # --- the recipe's filters, applied here or deferred to the last stage ---------------
+
+    @property
+    def defers_filters(self) -> bool:
+        """With `filters.apply: last` only the final stage drops anything (the paper's order)."""
+        return self.run_cfg.filters.apply == "last" and self.name != self.run_cfg.stages.order[-1]
+
+    def drop_subjects(self, s: Sample, reasons: dict[int, str]) -> None:
+        """Drop subjects now, or mark them for the final stage to drop."""
+        if not self.defers_filters:
+            s.drop_subjects(reasons, self.name)
+            return
+        for i, reason in reasons.items():
+            s.subjects[i].setdefault(PENDING, reason)
+
+    def verdict(self, s: Sample, reason: str | None) -> Sample | Rejected:
+        """Reject a sample for `reason` now, or mark it for the final stage; keep it if None."""
+        if reason is None:
+            return s
+        if self.defers_filters:
+            s.meta.setdefault(PENDING, reason)
+            return s
+        return self.reject(s, reason)
+
+    def check_subject_count(self, s: Sample) -> Sample | Rejected:
+        """The recipe's subject count rule, where filters apply (the last stage always checks)."""
+        if self.defers_filters:
+            return s
+        return self.verdict(s, subject_count_reason(len(s.subjects), self.run_cfg.filters))
