@@ -157,7 +157,7 @@ def test_deterministic_fresh_process(box_scene, tmp_path):
         "d = np.load(sys.argv[1]); m = np.load(sys.argv[2])\n"
         "print(json.dumps(fit_subject_box(d, m, cam, BoxFitConfig()).box))\n"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "depth.npy"), str(tmp_path / "mask.npy")],
         cwd=root, capture_output=True, text=True, check=True, timeout=60,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PER_ITEM = {"flux": "s_per_image", "kontext": "s_per_identity", "llm": "s_per_prompt"}
 

@@ -250,7 +250,7 @@ def real_sample(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("cond") / "run"
     args = ["run", "--config", "configs/demo.yaml", "--set", "run.num_samples=2", "--set", "run.shard_size=2",
             "--set", "run.width=128", "--set", "run.height=128", "--executor", "local", "--out", str(out)]
-    proc = run_cli(*args, cwd=Path(__file__).resolve().parents[1])
+    proc = run_cli(*args, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
     shard = min((out / "final").glob("*.tar"))
     with tarfile.open(shard) as tar:

@@ -31,7 +31,7 @@ from datagen.train.augment import (
 )
 from datagen.train.config import AugmentConfig, CurriculumStage, TrainConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

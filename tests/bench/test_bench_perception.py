@@ -14,7 +14,7 @@ import pytest
 
 from datagen.recipe import perturb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_bench(script: str, *args: str, timeout: float = 300) -> None:
