@@ -1,7 +1,7 @@
 """Files datagen ships beside its code: the bundled configs and the data-card templates.
 
 In a checkout (and an editable install) `datagen/configs` and `datagen/data_cards` are links to
-the repository's top-level folders; a wheel carries copies there (hatch_build.py)."""
+the repository's top-level folders; a wheel carries copies there."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ def test_wheel_contents_and_a_run_from_it(tmp_path):
     assert tops == {"datagen", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     for needed in ("datagen/cli.py", "datagen/stages/__init__.py", "datagen/stages/boxes.py",
                    "datagen/configs/demo.yaml", "datagen/configs/sigma_set27k.yaml", "datagen/world/render.py",
-                   "datagen/data_cards/sigma_set.md", "datagen/browser_assets/viewer.js", "datagen/browser_assets/viewer.css"):
+                   "datagen/data_cards/sigma_set.md", "datagen/views/browser_assets/viewer.js", "datagen/views/browser_assets/viewer.css"):
         assert needed in names, needed
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "datagen = datagen.cli:main" in entry

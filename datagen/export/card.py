@@ -9,18 +9,16 @@ features); the body shows the run's own figures, read from the markers the run c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datagen import __version__
 from datagen.config import RunConfig
+from datagen.export.tally import ExportTally
 from datagen.final.read import shard_stats
 from datagen.store.paths import RunPaths
 from datagen.resources import data_cards_dir
 from datagen.schema import SCHEMA_VERSION
 from datagen.views.status import StageStatus, collect_status, requested_subjects, subjects_histogram
-
-if TYPE_CHECKING:
-    from datagen.export.hf import ExportTally
 
 TEMPLATE = "sigma_set.md"
 TAGS = ["sigma-set", "synthetic", "multi-subject", "subject-driven-generation", "depth", "segmentation", "3d-bounding-boxes"]

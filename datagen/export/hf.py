@@ -16,11 +16,11 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from datagen.errors import UserError
+from datagen.export.tally import ExportTally
 from datagen.final.read import FinalSample, count_final_samples, final_shards, iter_final_samples
 from datagen.models.hub import hub_offline, require
 from datagen.store.output_guard import refuse_existing, staged_dir
@@ -35,17 +35,6 @@ BUILD_CACHE = ".build-cache"
 # Keys with their own typed column; anything else a stage adds goes to `extra_json`.
 SUBJECT_KEYS = ("name", "caption", "intensity", "box_2d", "box_area_frac", "mask_area_frac", "score", "box_3d", "identity")
 TOP_KEYS = ("schema", "key", "width", "height", "prompt", "subjects", "camera", "depth", "generation", "provenance", "truth")
-
-
-@dataclass
-class ExportTally:
-    """What the card needs from the rows, gathered while they are written (one pass)."""
-
-    rows: int = 0
-    models: dict[str, Counter] = field(default_factory=dict)  # stage -> model as recorded -> samples
-    provenance: Counter = field(default_factory=Counter)  # (run_id, config_sha256, datagen_version)
-    crops: int = 0
-    truth: int = 0
 
 
 def sample_features(height: int, width: int) -> Any:

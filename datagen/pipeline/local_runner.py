@@ -8,7 +8,7 @@ from datagen.config import RunConfig
 from datagen.logs import setup_worker_logging
 from datagen.store.paths import RunPaths
 from datagen.pipeline.resume import ShardJob
-from datagen.pipeline.shard_task import Outcome, ShardStageRunner, run_job_stages
+from datagen.pipeline.shard_task import Outcome, ShardTask, run_job_stages
 
 
 def run_local(
@@ -16,10 +16,10 @@ def run_local(
 ) -> list[Outcome]:
     setup_worker_logging(paths.logs_dir, "local")
     stages = {stage for job in jobs for stage in job.run}
-    runners = {stage: ShardStageRunner(stage, cfg, str(paths.root)) for stage in cfg.stages.order if stage in stages}
+    tasks = {stage: ShardTask(stage, cfg, str(paths.root)) for stage in cfg.stages.order if stage in stages}
     outcomes: list[Outcome] = []
     for job in jobs:
-        for outcome in run_job_stages(runners, job):
+        for outcome in run_job_stages(tasks, job):
             outcomes.append(outcome)
             if on_outcome:
                 on_outcome(outcome)

@@ -42,19 +42,19 @@ class _PoolWorker:
     def __init__(self) -> None:
         from datagen.config import RunConfig
         from datagen.logs import setup_worker_logging
-        from datagen.pipeline.shard_task import ShardStageRunner
+        from datagen.pipeline.shard_task import ShardTask
 
         setup_worker_logging(Path(self.run_dir) / "logs", "+".join(self.stages))
         cfg = RunConfig.model_validate_json(self.cfg_json)
-        self.runners = {stage: ShardStageRunner(stage, cfg, self.run_dir) for stage in self.stages}
-        for runner in self.runners.values():
-            runner.setup()
+        self.tasks = {stage: ShardTask(stage, cfg, self.run_dir) for stage in self.stages}
+        for task in self.tasks.values():
+            task.setup()
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         job = ShardJob.from_json(row["job"])
         outcomes = json.loads(row["outcomes"])
         if all(o["status"] == "done" for o in outcomes):  # else an earlier pool failed this shard
-            outcomes += [o.to_dict() for o in run_job_stages(self.runners, job)]
+            outcomes += [o.to_dict() for o in run_job_stages(self.tasks, job)]
         return {"job": row["job"], "outcomes": json.dumps(outcomes)}
 
 

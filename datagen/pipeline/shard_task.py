@@ -64,7 +64,7 @@ class Handoff:
     sha256: str
 
 
-class ShardStageRunner:
+class ShardTask:
     """Holds one stage (its model loaded once) and runs it over shards."""
 
     def __init__(self, stage_name: str, cfg: RunConfig, run_dir: str) -> None:
@@ -208,15 +208,15 @@ class ShardStageRunner:
             return [Rejected(batch[0].key, self.stage.name, f"error:{self.stage.name}:{e.__class__.__name__}")]
 
 
-def run_job_stages(runners: dict[str, ShardStageRunner], job: ShardJob) -> list[Outcome]:
-    """Run the stages of `job` that `runners` hold, in order, each starting from the previous
+def run_job_stages(tasks: dict[str, ShardTask], job: ShardJob) -> list[Outcome]:
+    """Run the stages of `job` that `tasks` hold, in order, each starting from the previous
     one's samples in memory; stop at the first failure (later stages have no input)."""
     outcomes: list[Outcome] = []
     handoff: Handoff | None = None
     for stage in job.run:
-        if stage not in runners:
+        if stage not in tasks:
             continue  # another pool's stage
-        outcome = runners[stage].run(job.shard, job.fingerprints, handoff)
+        outcome = tasks[stage].run(job.shard, job.fingerprints, handoff)
         outcomes.append(outcome)
         handoff = outcome.handoff()
         if outcome.status != "done":
