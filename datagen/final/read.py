@@ -1,7 +1,7 @@
 """Read a finished run's final samples: for export, the contact sheet, the browser and reports.
 
 Member names are checked on read (shards.read_tar), every sample is decoded and checked by
-final_decode, and a user mistake (no run, no final shards, an unknown key, a broken shard) is
+datagen.final.decode, and a user mistake (no run, no final shards, an unknown key, a broken shard) is
 one UserError line naming the run, shard or key.
 """
 
@@ -25,7 +25,7 @@ from datagen.store.shards import read_tar
 
 @dataclass
 class FinalSample:
-    """One decoded final sample. `meta` is its JSON; arrays as final_decode returns them."""
+    """One decoded final sample. `meta` is its JSON; arrays as datagen.final.decode returns them."""
 
     key: str
     shard: Path
