@@ -9,11 +9,14 @@ a cheap numpy multiply.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import open3d as o3d
 
 from .vocab import SHAPES
+
+if TYPE_CHECKING:
+    import open3d as o3d
 
 # Modest resolutions keep a 10-subject scene at a few thousand triangles.
 _CYL_RES = 28
@@ -32,6 +35,8 @@ def _rotation_xyz_deg(rx: float, ry: float, rz: float) -> np.ndarray:
 
 
 def _primitive(kind: str, params: dict) -> o3d.geometry.TriangleMesh:
+    import open3d as o3d  # on first use: scenes are laid out (configs read) without it
+
     if kind == "box":
         w, h, d = params["width"], params["height"], params["depth"]
         mesh = o3d.geometry.TriangleMesh.create_box(w, h, d)
@@ -78,6 +83,8 @@ def local_arrays(subject: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def subject_mesh(subject: dict) -> o3d.geometry.TriangleMesh:
+    import open3d as o3d
+
     """The subject as one Open3D mesh in its local frame."""
     v, t = local_arrays(subject)
     mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(v), o3d.utility.Vector3iVector(t))
