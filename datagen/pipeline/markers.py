@@ -44,13 +44,28 @@ def read_marker(path: Path) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class StageFigures:
-    """One stage's own counts for one shard, whichever file holds them."""
+    """One stage's own figures for one shard, whichever file holds them."""
 
     samples_in: int
     samples_out: int
     rejected: dict[str, int]
     rejected_subjects: dict[str, int]
     wall_s: float
+    subjects_in: int = 0
+    subjects_out: int = 0
+    cpu_s: float = 0.0
+    started_at: float | None = None  # absent from markers of older runs
+    finished_at: float | None = None
+    bytes: int = 0  # the committed output's size
+
+
+def _flow_figures(own: dict[str, Any], marker: dict[str, Any]) -> dict[str, Any]:
+    """StageFigures' subjects, CPU time and times from a stage's own entry; bytes from its marker."""
+    return {
+        "subjects_in": own.get("subjects_in", 0), "subjects_out": own.get("subjects_out", 0),
+        "cpu_s": own.get("cpu_s", 0.0), "started_at": own.get("started_at"), "finished_at": own.get("finished_at"),
+        "bytes": marker.get("size", 0),
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -127,18 +142,20 @@ class RunMarkers:
         return {s: ShardState(self.counted(s, shard, fps[s]), self.failure(s, shard, fps[s])) for s in self.order}
 
     def own_figures(self, stage: str, marker: dict[str, Any]) -> StageFigures:
-        """This stage's own counts from its marker (the final stats hold every stage's: take its own)."""
+        """This stage's own figures from its marker (the final stats hold every stage's: take its own)."""
         if stage != self.final:
             return StageFigures(
                 marker.get("samples_in", 0), marker.get("samples_out", 0), marker.get("rejected", {}),
-                marker.get("rejected_subjects", {}), marker.get("wall_s", 0.0),
+                marker.get("rejected_subjects", {}), marker.get("wall_s", 0.0), **_flow_figures(marker, marker),
             )  # fmt: skip
         rejected = marker["rejected"].get(stage, {})
         kept = marker.get("samples_written", 0)
+        # The stats keep each stage's CPU time apart from its flow figures (FLOW_KEYS).
+        own = {**marker.get("stages", {}).get(stage, {}), "cpu_s": marker.get("cpu_time_s", {}).get(stage, 0.0)}
         # Its stats' samples_in is the run's first-stage count; this stage's own is kept + rejected.
         return StageFigures(
             kept + sum(rejected.values()), kept, rejected, marker["rejected_subjects"].get(stage, {}),
-            marker["wall_time_s"].get(stage, 0.0),
+            marker["wall_time_s"].get(stage, 0.0), **_flow_figures(own, marker),
         )  # fmt: skip
 
     def final_stats(self, shard: int, own: dict[str, Any], subject_counts: Iterable[int]) -> dict[str, Any]:

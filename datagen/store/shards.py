@@ -13,13 +13,16 @@ import os
 import socket
 import tarfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from datagen.errors import ShardReadError
 from datagen.schema import MEMBER_RE
 
 TMP_MARK = ".tmp-"
+
+# read_tar's choice of members to read: (sample key, field) -> read it?
+MemberFilter = Callable[[str, str], bool]
 
 
 def tmp_path_for(path: Path) -> Path:
@@ -74,27 +77,39 @@ def commit_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> tuple[str, i
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def read_tar(path: Path) -> dict[str, dict[str, bytes]]:
-    """Read a shard into {key: {field: bytes}}, checking every member name and type."""
+def read_tar(path: Path, keep: MemberFilter | None = None) -> dict[str, dict[str, bytes]]:
+    """Read a shard into {key: {field: bytes}}, checking every member name and type.
+
+    `keep(key, field)`, when given, picks the members to read: the others are skipped without
+    reading their bytes (tarfile seeks past a member not read), yet their names are checked all
+    the same, and a sample whose members are all skipped is still listed, empty."""
     samples: dict[str, dict[str, bytes]] = {}
+    met: set[str] = set()  # member names read or skipped: a duplicate is refused either way
     try:
         with tarfile.open(path, mode="r:") as tar:
             for info in tar:
                 m = MEMBER_RE.match(info.name)
                 if not info.isreg() or m is None:
                     raise ShardReadError(f"{path}: unsafe or unexpected member {info.name!r}")
-                key, field = m.groups()
-                f = tar.extractfile(info)
-                assert f is not None
-                data = f.read()
-                if len(data) != info.size:
-                    raise ShardReadError(f"{path}: member {info.name} is truncated")
-                if field in samples.setdefault(key, {}):
+                if info.name in met:
                     raise ShardReadError(f"{path}: member {info.name} appears twice")
-                samples[key][field] = data
+                met.add(info.name)
+                key, field = m.groups()
+                fields = samples.setdefault(key, {})
+                if keep is None or keep(key, field):
+                    fields[field] = _read_member(path, tar, info)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ShardReadError(f"{path}: unreadable shard ({e.__class__.__name__}: {e})") from None
     return samples
+
+
+def _read_member(path: Path, tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(info)
+    assert f is not None
+    data = f.read()
+    if len(data) != info.size:
+        raise ShardReadError(f"{path}: member {info.name} is truncated")
+    return data
 
 
 def file_sha256(path: Path) -> str:

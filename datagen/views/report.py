@@ -1,10 +1,10 @@
 """`datagen status RUN --report`: the run's funnel, subject counts, box areas, depth ranges and
 stage times, as report.json (every number behind the plots), PNG plots and report.md.
 
-Stage figures come from the committed markers (the ones `datagen status` counts); sample
-figures from the final shards' JSON members. Depth is read from at most `depth_samples`
-evenly spread samples: it is most of a shard's bytes, and a 40k-sample run must report in
-minutes. The report is derived data, so it is rewritten whole each time (staged_dir).
+Stage figures come from the one walk of the committed markers that `datagen status` counts
+(collect_status); sample figures from the final shards' JSON members. Depth is read from at
+most `depth_samples` evenly spread samples: it is most of a shard's bytes, and a 40k-sample run
+must report in minutes. The report is derived data, so it is rewritten whole each time (staged_dir).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,24 +21,22 @@ import numpy as np
 from PIL import Image
 
 from datagen import __version__
-from datagen.store.codec import round_floats
-from datagen.config import RunConfig
-from datagen.errors import UserError
+from datagen.config import RunConfig, load_run_config
+from datagen.errors import ShardReadError, UserError
 from datagen.final.writer import run_id
 from datagen.recipe.geometry import valid_depth
+from datagen.schema import DEPTH_FIELD, JSON_FIELD, mask_field
+from datagen.store.codec import round_floats
 from datagen.store.output_guard import refuse_existing, staged_dir
-from datagen.store.paths import RunPaths, stats_beside
-from datagen.pipeline.markers import read_marker
-from datagen.config import load_run_config
-from datagen.schema import DEPTH_FIELD, JSON_FIELD, MEMBER_RE, mask_field
+from datagen.store.paths import RunPaths
+from datagen.store.shards import read_tar
+from datagen.views.report_markdown import render_markdown
 from datagen.views.status import StageStatus, collect_status, requested_subjects
-from datagen.pipeline.markers import RunMarkers, final_kept
 
 REPORT_SCHEMA = "datagen-report/1"
 DEPTH_SAMPLES = 2000
 AREA_BINS = 40
 DEPTH_BINS = 30
-
 
 def write_report(run_dir: Path, out_dir: Path, depth_samples: int = DEPTH_SAMPLES) -> Path:
     """Write report.json, report.md and the PNG plots to `out_dir` (replaced whole); return it."""
@@ -75,12 +71,13 @@ def build_report(run_dir: Path, depth_samples: int = DEPTH_SAMPLES) -> dict[str,
     cfg = load_run_config(run_dir)
     paths = RunPaths(run_dir)
     rows = collect_status(cfg, paths)
-    figures, kept_tars = stage_figures(cfg, paths)
-    kept, done = final_kept(cfg, paths)
+    final = rows[-1]  # its done shards are the final shards that count; its samples out, those kept
+    kept, done = final.samples_out, final.done
     notes = []
     if 0 < done < cfg.num_shards:
         notes.append(f"partial run: {done} of {cfg.num_shards} final shards done; sample figures cover those only")
-    samples = read_samples(kept_tars, depth_samples) if kept_tars else None
+    kept_tars = [paths.final_tar(shard) for shard in final.done_shards]
+    samples = read_samples(kept_tars, kept, depth_samples) if kept_tars else None
     if samples is None:
         notes.append(f"partial run: no final shards of {cfg.num_shards} done; box area and depth plots omitted")
     report = {
@@ -93,48 +90,20 @@ def build_report(run_dir: Path, depth_samples: int = DEPTH_SAMPLES) -> dict[str,
         "num_shards": cfg.num_shards,
         "final_shards": done,
         "kept": kept,
-        "funnel": [_funnel_row(r, figures[r.stage]) for r in rows],
+        "funnel": [_funnel_row(r) for r in rows],
         "subjects": _subjects_section(cfg, samples),
         "box_area": _box_area_section(cfg, samples) if samples else None,
         "depth": _depth_section(samples) if samples else None,
-        "time": _time_section(rows, figures, kept),
+        "time": _time_section(rows, kept),
         "notes": notes,
     }
     return round_floats(report, 4)
 
 
-# --- stage markers ---------------------------------------------------------------------------
+# --- stages ----------------------------------------------------------------------------------
 
 
-def stage_figures(cfg: RunConfig, paths: RunPaths) -> tuple[dict[str, dict[str, Any]], list[Path]]:
-    """Per stage, what collect_status does not sum (subjects, CPU seconds, wall-clock span, bytes),
-    from the same markers it counts (current fingerprint, output present); and the final tars."""
-    markers = RunMarkers(cfg, paths)
-    order, final = cfg.stages.order, markers.final
-    zero = {"subjects_in": 0, "subjects_out": 0, "cpu_s": 0.0, "started_at": None, "finished_at": None, "bytes": 0}
-    out = {s: dict(zero) for s in order}
-    kept_tars = []
-    for shard in range(cfg.num_shards):
-        for stage, state in markers.shard_states(shard).items():
-            marker = state.marker
-            if marker is None:
-                continue
-            if stage == final:  # the final stats hold every stage's figures; take this stage's own
-                own = {**marker.get("stages", {}).get(stage, {}), "cpu_s": marker.get("cpu_time_s", {}).get(stage, 0.0)}
-                kept_tars.append(paths.final_tar(shard))
-            else:
-                own = marker
-            f = out[stage]
-            for k in ("subjects_in", "subjects_out", "cpu_s"):
-                f[k] += own.get(k, 0)
-            f["bytes"] += marker.get("size", 0)
-            if "started_at" in own:
-                f["started_at"] = own["started_at"] if f["started_at"] is None else min(own["started_at"], f["started_at"])
-                f["finished_at"] = own["finished_at"] if f["finished_at"] is None else max(own["finished_at"], f["finished_at"])
-    return out, kept_tars
-
-
-def _funnel_row(row: StageStatus, fig: dict[str, Any]) -> dict[str, Any]:
+def _funnel_row(row: StageStatus) -> dict[str, Any]:
     return {
         "stage": row.stage,
         "shards_done": row.done,
@@ -143,30 +112,30 @@ def _funnel_row(row: StageStatus, fig: dict[str, Any]) -> dict[str, Any]:
         "samples_in": row.samples_in,
         "samples_out": row.samples_out,
         "rejected": dict(sorted(row.rejected.items())),
-        "subjects_in": fig["subjects_in"],
-        "subjects_out": fig["subjects_out"],
+        "subjects_in": row.subjects_in,
+        "subjects_out": row.subjects_out,
         "rejected_subjects": dict(sorted(row.rejected_subjects.items())),
-        "bytes_out": fig["bytes"],
+        "bytes_out": row.bytes_out,
     }
 
 
-def _time_section(rows: list[StageStatus], figures: dict[str, dict[str, Any]], kept: int) -> dict[str, Any]:
-    stages = []
-    for r in rows:
-        f = figures[r.stage]
-        span = f["finished_at"] - f["started_at"] if f["started_at"] is not None else 0.0
-        stages.append({
-            "stage": r.stage,
-            "wall_s": r.wall_s,  # summed over shards: worker-seconds
-            "cpu_s": f["cpu_s"],
-            "cpu_per_wall": f["cpu_s"] / r.wall_s if r.wall_s else None,
-            "span_s": span,  # first start to last finish of this stage, across workers
-            "samples_in": r.samples_in,
-            "samples_per_worker_s": r.samples_in / r.wall_s if r.wall_s else None,
-            "subjects_per_worker_s": f["subjects_in"] / r.wall_s if r.wall_s and f["subjects_in"] else None,
-        })
-    starts = [f["started_at"] for f in figures.values() if f["started_at"] is not None]
-    ends = [f["finished_at"] for f in figures.values() if f["finished_at"] is not None]
+def _stage_time(r: StageStatus) -> dict[str, Any]:
+    return {
+        "stage": r.stage,
+        "wall_s": r.wall_s,  # summed over shards: worker-seconds
+        "cpu_s": r.cpu_s,
+        "cpu_per_wall": r.cpu_s / r.wall_s if r.wall_s else None,
+        "span_s": r.finished_at - r.started_at if r.started_at is not None else 0.0,  # first start to last finish
+        "samples_in": r.samples_in,
+        "samples_per_worker_s": r.samples_in / r.wall_s if r.wall_s else None,
+        "subjects_per_worker_s": r.subjects_in / r.wall_s if r.wall_s and r.subjects_in else None,
+    }
+
+
+def _time_section(rows: list[StageStatus], kept: int) -> dict[str, Any]:
+    stages = [_stage_time(r) for r in rows]
+    starts = [r.started_at for r in rows if r.started_at is not None]
+    ends = [r.finished_at for r in rows if r.finished_at is not None]
     # Elapsed spans resumes too: a run stopped overnight and resumed counts the night.
     elapsed = max(ends) - min(starts) if starts else 0.0
     return {
@@ -197,45 +166,45 @@ class SampleFigures:
     depth_units: str = "m"
 
 
-def read_samples(tars: list[Path], depth_samples: int = DEPTH_SAMPLES) -> SampleFigures:
-    """Every sample's JSON figures; depth ranges from every stride-th sample, at most `depth_samples`."""
-    stats = [read_marker(stats_beside(t)) or {} for t in tars]
-    total = sum(int(s.get("samples_written", 0)) for s in stats)
+def read_samples(tars: list[Path], total: int, depth_samples: int = DEPTH_SAMPLES) -> SampleFigures:
+    """Every sample's JSON figures from the final `tars` (`total` samples in all); depth ranges from
+    every stride-th sample, at most `depth_samples`."""
     stride = max(1, math.ceil(total / depth_samples)) if depth_samples > 0 else 0
     figs = SampleFigures()
-    index = 0
+    first = 0  # the samples are numbered across the shards, so the spread is even over the run
     for tar in tars:
-        for key, members in _shard_samples(tar, lambda i: stride > 0 and i % stride == 0, start=index):
+        try:
+            samples = read_tar(tar, keep=DepthSpread(tar, stride, first))
+        except ShardReadError as e:
+            raise UserError(f"{e} (check it: datagen validate)") from None
+        for key, members in samples.items():
             _add_sample(figs, tar, key, members)
-            index += 1
+        first += len(samples)
     return figs
 
 
-def _shard_samples(path: Path, with_depth: Callable[[int], bool], start: int) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {field: bytes}) per sample of a final shard: the JSON always, depth and masks only
-    when with_depth(sample number). Members not read are skipped by seeking, not read."""
-    seen: set[str] = set()
-    key, members, number = None, {}, start - 1
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for info in tar:
-                m = MEMBER_RE.match(info.name)
-                if not info.isreg() or m is None:
-                    raise UserError(f"{path}: unsafe or unexpected member {info.name!r} (check it: datagen validate)")
-                if m.group(1) != key:
-                    if key is not None:
-                        yield key, members
-                    key, members, number = m.group(1), {}, number + 1
-                    if key in seen:  # webdataset readers need a sample's members together
-                        raise UserError(f"{path}: sample {key} is split across the shard (check it: datagen validate)")
-                    seen.add(key)
-                name = m.group(2)
-                if name == JSON_FIELD or (with_depth(number) and (name == DEPTH_FIELD or name.startswith("mask_"))):
-                    members[name] = tar.extractfile(info).read()
-            if key is not None:
-                yield key, members
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"{path}: unreadable shard ({e.__class__.__name__}: {e})") from None
+class DepthSpread:
+    """read_tar's member filter for one final shard: every sample's JSON; depth and masks only of
+    every stride-th sample (none when stride is 0), numbering samples on from `first`."""
+
+    def __init__(self, tar: Path, stride: int, first: int) -> None:
+        self.tar, self.stride, self.number = tar, stride, first - 1
+        self.key: str | None = None
+        self.seen: set[str] = set()
+
+    def __call__(self, key: str, name: str) -> bool:
+        if key != self.key:
+            self._next_sample(key)
+        if name == JSON_FIELD:
+            return True
+        with_depth = self.stride > 0 and self.number % self.stride == 0
+        return with_depth and (name == DEPTH_FIELD or name.startswith("mask_"))
+
+    def _next_sample(self, key: str) -> None:
+        if key in self.seen:  # webdataset readers need a sample's members together
+            raise ShardReadError(f"{self.tar}: sample {key} is split across the shard")
+        self.seen.add(key)
+        self.key, self.number = key, self.number + 1
 
 
 def _add_sample(figs: SampleFigures, tar: Path, key: str, members: dict[str, bytes]) -> None:
@@ -327,86 +296,3 @@ def _depth_section(s: SampleFigures) -> dict[str, Any]:
         **{name: {**summary(v), "counts": _counts(v, edges)} for name, v in cols.items()},
         "subject_centre_z": {**summary(s.centre_z), "bin_edges": z_edges.tolist(), "counts": _counts(s.centre_z, z_edges)},
     }
-
-
-# --- text ------------------------------------------------------------------------------------
-
-
-def _reasons(d: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in d.items()) or "-"
-
-
-def _summary_table(section: dict[str, Any], names: tuple[str, ...]) -> list[str]:
-    lines = ["| | n | min | p05 | median | p95 | max |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name in names:
-        s = section[name]
-        cells = [f"{s[k]:.4g}" if k in s else "-" for k in ("min", "p05", "median", "p95", "max")]
-        lines.append(f"| {name} | {s['n']} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    t = report["time"]
-    lines = [
-        f"# Run report: {report['run_id']}",
-        "",
-        (
-            f"`{report['run']}`: {report['kept']} of {report['num_samples']} samples kept, "
-            f"{report['final_shards']}/{report['num_shards']} final shards, config sha256 `{report['config_sha256'][:12]}`."
-        ),
-        "",
-        "## Funnel",
-        "",
-        "| stage | shards done/failed/pending | samples in | out | rejects | subjects in | out | subject rejects |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
-    ]
-    for r in report["funnel"]:
-        lines.append(
-            f"| {r['stage']} | {r['shards_done']}/{r['shards_failed']}/{r['shards_pending']} | {r['samples_in']} | "
-            f"{r['samples_out']} | {_reasons(r['rejected'])} | {r['subjects_in']} | {r['subjects_out']} | "
-            f"{_reasons(r['rejected_subjects'])} |"
-        )
-    lines += ["", f"## Time: {t['elapsed_s']:.1f} s elapsed, {t['worker_s']:.1f} worker-s, {t['cpu_s']:.1f} CPU-s", "",
-              "| stage | worker s | CPU s | span s | samples / worker-s |", "| --- | ---: | ---: | ---: | ---: |"]
-    for s in t["stages"]:
-        rate = f"{s['samples_per_worker_s']:.2f}" if s["samples_per_worker_s"] is not None else "-"
-        lines.append(f"| {s['stage']} | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | {s['span_s']:.2f} | {rate} |")
-    subj = report["subjects"]
-    lines += ["", "## Subjects per sample", "", "| subjects | requested | kept |", "| ---: | ---: | ---: |"]
-    for n in range(subj["range"][0], subj["range"][1] + 1):
-        lines.append(f"| {n} | {subj['requested'].get(str(n), 0)} | {subj['kept'].get(str(n), 0)} |")
-    if report["box_area"] is not None:
-        table = _summary_table(report["box_area"], ("box_area_frac", "mask_area_frac"))
-        lines += ["", "## Subject area (fraction of the image)", "", *table]
-    if report["depth"] is not None:
-        d = report["depth"]
-        title = f"## Depth ({d['units']}) inside subject masks, per sample ({d['samples_read']} of {d['samples']} read)"
-        lines += ["", title, "", *_summary_table(d, ("min", "median", "max", "subject_centre_z"))]
-    if report["notes"]:
-        lines += ["", "## Notes", "", *[f"- {n}" for n in report["notes"]]]
-    lines += ["", *[f"![{name}]({png})" for name, png in report.get("plots", {}).items()]]
-    return "\n".join(lines) + "\n"
-
-
-def report_summary(report: dict[str, Any]) -> str:
-    """A few lines for the end of `datagen run`: what was kept, where samples and subjects went, time."""
-    kept, asked = report["kept"], report["num_samples"]
-    shards = f"{report['final_shards']}/{report['num_shards']} final shards"
-    lines = [f"report: {kept} of {asked} samples kept ({100 * kept / asked:.1f}%), {shards}"]
-    sample_losses = [f"{r['stage']} {_reasons(r['rejected'])}" for r in report["funnel"] if r["rejected"]]
-    if sample_losses:
-        lines.append("  samples rejected: " + "; ".join(sample_losses))
-    subj = report["subjects"]
-    asked_subjects = sum(int(n) * c for n, c in subj["requested"].items())
-    dropped = Counter()
-    for r in report["funnel"]:
-        dropped.update(r["rejected_subjects"])
-    dropped_text = _reasons(dict(dropped.most_common())) if dropped else "none"
-    lines.append(f"  subjects: {subj['subjects_kept']} kept of {asked_subjects} requested; dropped {dropped_text}")
-    t = report["time"]
-    if t["worker_s"]:
-        slow = max(t["stages"], key=lambda s: s["wall_s"])
-        rate = f", {t['kept_per_s']:.2f} kept samples/s" if t["kept_per_s"] else ""
-        lines.append(f"  time: {t['elapsed_s']:.1f} s elapsed{rate}; most worker time in {slow['stage']} "
-                     f"({slow['wall_s']:.1f} s, {100 * slow['wall_s'] / t['worker_s']:.0f}%)")
-    return "\n".join(lines)

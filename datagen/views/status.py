@@ -8,12 +8,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.config import RunConfig
-from datagen.pipeline.markers import RunMarkers, final_kept, final_shards
+from datagen.pipeline.markers import RunMarkers, StageFigures, final_kept, final_shards
 from datagen.store.paths import RunPaths
+
+
+# The figures `datagen status --json` shows per stage; the rest of a StageStatus is the report's.
+STATUS_KEYS = (
+    "stage", "done", "failed", "pending", "samples_in", "samples_out", "rejected", "rejected_subjects", "wall_s",
+    "failures",
+)  # fmt: skip
 
 
 @dataclass
 class StageStatus:
+    """One stage summed over the run's shards: the status table's figures and the report's."""
+
     stage: str
     done: int = 0
     failed: int = 0
@@ -24,29 +33,48 @@ class StageStatus:
     rejected_subjects: Counter = field(default_factory=Counter)
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
+    done_shards: list[int] = field(default_factory=list)
+    subjects_in: int = 0
+    subjects_out: int = 0
+    cpu_s: float = 0.0
+    started_at: float | None = None  # first start and last finish over the shards: the stage's span
+    finished_at: float | None = None
+    bytes_out: int = 0
+
+    def add_done(self, shard: int, own: StageFigures) -> None:
+        self.done += 1
+        self.done_shards.append(shard)
+        self.samples_in += own.samples_in
+        self.samples_out += own.samples_out
+        self.rejected.update(own.rejected)
+        self.rejected_subjects.update(own.rejected_subjects)
+        self.wall_s += own.wall_s
+        self.subjects_in += own.subjects_in
+        self.subjects_out += own.subjects_out
+        self.cpu_s += own.cpu_s
+        self.bytes_out += own.bytes
+        if own.started_at is not None:
+            self.started_at = own.started_at if self.started_at is None else min(own.started_at, self.started_at)
+        if own.finished_at is not None:
+            self.finished_at = own.finished_at if self.finished_at is None else max(own.finished_at, self.finished_at)
 
     def to_dict(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
+        d = {k: getattr(self, k) for k in STATUS_KEYS}
         d["rejected"] = dict(sorted(self.rejected.items()))
         d["rejected_subjects"] = dict(sorted(self.rejected_subjects.items()))
         return d
 
 
 def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
-    """Cheap: markers, fingerprints and file sizes (no checksums); `datagen run` verifies bytes."""
+    """Every stage's figures in one walk of the markers: cheap (markers, fingerprints and file sizes,
+    no checksums); `datagen run` verifies bytes."""
     markers = RunMarkers.of(cfg, paths)
     rows = {s: StageStatus(s) for s in cfg.stages.order}
     for shard in range(cfg.num_shards):
         for stage, state in markers.shard_states(shard).items():
             row, marker, failed = rows[stage], state.marker, state.failure
             if marker is not None:
-                own = markers.own_figures(stage, marker)
-                row.done += 1
-                row.samples_in += own.samples_in
-                row.samples_out += own.samples_out
-                row.rejected.update(own.rejected)
-                row.rejected_subjects.update(own.rejected_subjects)
-                row.wall_s += own.wall_s
+                row.add_done(shard, markers.own_figures(stage, marker))
             elif failed:
                 row.failed += 1
                 row.failures.append(f"shard {shard}: {failed.get('error', '?')}")

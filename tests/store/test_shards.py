@@ -63,3 +63,45 @@ def test_truncated_shard_is_an_error_not_a_crash(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ShardReadError):
         read_tar(path)
+
+
+def test_member_filter_skips_bytes_but_not_checks(tmp_path, monkeypatch):
+    path = tmp_path / "f.tar"
+    depth = np.zeros(5000, np.float32).tobytes()
+    path.write_bytes(tar_bytes([("000000_000000.json", b"{}"), ("000000_000000.depth.npy", depth),
+                                ("000000_000001.depth.npy", depth), ("000000_000002.json", b"[]")]))
+    opened = []
+    extract = tarfile.TarFile.extractfile
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: opened.append(m.name) or extract(self, m))
+    asked = []
+    samples = read_tar(path, keep=lambda key, field: asked.append((key, field)) or field == "json")
+    # Every member is offered in shard order; a sample with nothing kept is still listed, empty.
+    assert asked == [("000000_000000", "json"), ("000000_000000", "depth.npy"), ("000000_000001", "depth.npy"),
+                     ("000000_000002", "json")]
+    assert samples == {"000000_000000": {"json": b"{}"}, "000000_000001": {}, "000000_000002": {"json": b"[]"}}
+    assert opened == ["000000_000000.json", "000000_000002.json"]  # skipped members' bytes are never read
+    assert read_tar(path) == {"000000_000000": {"json": b"{}", "depth.npy": depth},
+                              "000000_000001": {"depth.npy": depth}, "000000_000002": {"json": b"[]"}}
+
+
+@pytest.mark.parametrize(
+    ("members", "error"),
+    [
+        ([("000000_000000.json", b"{}"), ("../evil.npy", b"x")], "unsafe or unexpected member"),
+        ([("000000_000000.json", b"{}"), ("000000_000000.depth.npy", b"a"), ("000000_000000.depth.npy", b"b")],
+         "appears twice"),
+    ],
+)
+def test_member_filter_still_refuses_bad_skipped_members(tmp_path, members, error):
+    path = tmp_path / "bad.tar"
+    path.write_bytes(tar_bytes(members))
+    with pytest.raises(ShardReadError, match=error):
+        read_tar(path, keep=lambda key, field: field == "json")
+
+
+def test_member_filter_still_finds_a_truncated_shard(tmp_path):
+    path = tmp_path / "t.tar"
+    data = tar_bytes([("000000_000000.json", b"{}"), ("000000_000000.depth.npy", np.zeros(5000, np.float32).tobytes())])
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardReadError):
+        read_tar(path, keep=lambda key, field: field == "json")

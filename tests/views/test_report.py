@@ -14,7 +14,8 @@ from helpers import run_cli
 from PIL import Image
 
 from datagen.errors import UserError
-from datagen.views.report import build_report, load_report, report_summary, write_report
+from datagen.views.report import build_report, load_report, write_report
+from datagen.views.report_markdown import report_summary
 from datagen.config import load_run_config
 
 PLOTS = {"funnel", "subjects", "box_area", "depth", "stage_time"}
