@@ -1,9 +1,10 @@
-"""The stage interface. Stages are plain Python: no Ray here or in stages/."""
+"""The stage interface, and its backend objects. Stages are plain Python: no Ray here or in stages/."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from datagen.recipe.filters import subject_count_reason
 from datagen.store.inflight import Rejected, Sample
@@ -93,3 +94,67 @@ class Stage:
         if self.defers_filters:
             return s
         return self.verdict(s, subject_count_reason(len(s.subjects), self.run_cfg.filters))
+
+
+# --- backends: what differs between a stage's backends, picked once ------------------------
+
+
+class Backend:
+    """One backend of a stage: its models and the work that uses them.
+
+    A `BackendStage` makes its backend object once, from `cfg.backend`, and calls it without
+    testing the name again. `load()` runs in the stage's `setup()`; model-free backends load
+    nothing, so their stages also run without `setup()` (tests, bench scripts).
+    """
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage  # for its config, name and shared helpers
+
+    @property
+    def cfg(self) -> Any:
+        return self.stage.cfg
+
+    def load(self) -> None:
+        """Load this backend's models: once per worker."""
+
+    def generation_settings(self) -> dict | None:
+        """What the stage's `generation_settings()` reports; None for model-free backends."""
+        return None
+
+
+class BackendStage(Stage):
+    """A stage whose backend-specific work is a `Backend` object, by name from `backend_types`.
+
+    Subclasses declare `backend_types` (name -> class) and `backends = tuple(backend_types)`.
+    """
+
+    backend_types: ClassVar[dict[str, type[Backend]]] = {}
+
+    @cached_property
+    def backend(self) -> Any:
+        """The configured backend, made on first use, then kept: in a worker that is `setup()`;
+        a model-free stage used without `setup()` (tests, bench scripts) makes it on its first batch."""
+        return self.backend_types[self.cfg.backend](self)
+
+    def setup(self) -> None:
+        self.backend.load()
+
+    def generation_settings(self) -> dict | None:
+        return self.backend.generation_settings()
+
+
+class BackendAttribute:
+    """A stage attribute that lives on its backend object (a model the stage used to hold), so
+    code reading `stage.pipe` or setting a stand-in `stage.engine` keeps working; None where
+    the backend has no such attribute (a model-free one)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, stage: BackendStage | None, owner: type | None = None) -> Any:
+        if stage is None:
+            return self
+        return getattr(stage.backend, self.name, None)
+
+    def __set__(self, stage: BackendStage, value: Any) -> None:
+        setattr(stage.backend, self.name, value)

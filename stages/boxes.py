@@ -8,17 +8,33 @@ its reason (or marked, with `filters.apply: last`); it never fails the sample.
 
 from __future__ import annotations
 
-from datagen.recipe.box_fit import fit_subject_box
+from typing import TYPE_CHECKING
+
+import numpy as np
+
 from datagen.recipe.filters import box3d_reason
+from datagen.stages.base import Backend, BackendStage
 from datagen.store.inflight import Rejected, Sample
-from datagen.stages.base import Stage
+
+if TYPE_CHECKING:
+    from datagen.recipe.box_fit import BoxFit
 
 
-class BoxesStage(Stage):
+class Open3DBoxes(Backend):
+    """datagen.recipe.box_fit's fit, with the stage's `fit` settings."""
+
+    def fit(self, depth: np.ndarray, mask: np.ndarray, camera: dict) -> BoxFit:
+        from datagen.recipe.box_fit import fit_subject_box  # Open3D: loaded by the first fit, not with the stage
+
+        return fit_subject_box(depth, mask, camera, self.cfg.fit)
+
+
+class BoxesStage(BackendStage):
     name = "boxes"
     requires = ("segment", "depth")
     reads = ("filters",)
-    backends = ("open3d",)
+    backend_types = {"open3d": Open3DBoxes}
+    backends = tuple(backend_types)
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         return [self._one(s) for s in samples]
@@ -29,7 +45,7 @@ class BoxesStage(Stage):
         width, height = s.meta["width"], s.meta["height"]
         reasons: dict[int, str] = {}
         for i, subj in enumerate(s.subjects):
-            fit = fit_subject_box(depth, masks[i], s.meta["camera"], self.cfg.fit)
+            fit = self.backend.fit(depth, masks[i], s.meta["camera"])
             subj["boxes"] = {"num_points": fit.num_points}
             if fit.box is None:
                 reasons[i] = f"box3d_{fit.reason}"

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import stage_rng
-from datagen.stages.base import Stage
+from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.store.inflight import Rejected, Sample
 
 
 def camera_is_usable(camera: dict) -> bool:
@@ -31,74 +31,100 @@ def camera_is_usable(camera: dict) -> bool:
     return all(math.isfinite(v) for v in values) and camera["fx"] > 0 and camera["fy"] > 0
 
 
-class DepthStage(Stage):
-    name = "depth"
-    requires = ("t2i",)
-    backends = ("procedural", "moge", "transformers")
+class ProceduralDepth(Backend):
+    """The renderer's depth and camera, with optional relative noise."""
 
-    model: Any = None
-
-    def setup(self) -> None:
-        if self.cfg.backend == "moge":
-            from datagen.models.moge import MoGe2
-
-            self.model = MoGe2.load(self.cfg, self.run_cfg.models_dir)
-        elif self.cfg.backend == "transformers":
-            from datagen.models.depth_transformers import TransformersDepth
-
-            self.model = TransformersDepth.load(self.cfg, self.run_cfg.models_dir)
-
-    def generation_settings(self) -> dict | None:
-        c = self.cfg
-        if c.backend == "procedural":
-            return None
-        settings = {"backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype}
-        if c.backend == "moge":  # fov None: MoGe estimated each image's
-            precision = self.model.precision if self.model is not None else None
-            return {**settings, "precision": precision, "resolution_level": c.resolution_level, "fov_x_deg": c.fov_x_deg}
-        from datagen.models.depth_transformers import DEFAULT_FOV_X_DEG
-
-        return {**settings, "fov_x_deg": c.fov_x_deg or DEFAULT_FOV_X_DEG}
-
-    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        if self.cfg.backend == "moge":
-            return self._moge(samples)
-        if self.cfg.backend == "transformers":
-            return self._transformers(samples)
+    def estimate(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        name, noise_std = self.stage.name, self.cfg.noise_std
         for s in samples:
-            depth = s.array("truth_depth", self.name).astype(np.float32)
-            if self.cfg.noise_std > 0:
-                rng = stage_rng(s.seed, self.name)
-                depth = depth * (1.0 + self.cfg.noise_std * rng.standard_normal(depth.shape)).astype(np.float32)
+            depth = s.array("truth_depth", name).astype(np.float32)
+            if noise_std > 0:
+                rng = stage_rng(s.seed, name)
+                depth = depth * (1.0 + noise_std * rng.standard_normal(depth.shape)).astype(np.float32)
             s.set_array("depth", depth)
             s.meta["camera"] = {"model": "pinhole", **s.meta["truth"]["camera"]}
             s.meta["depth"] = {"units": "m", "source": "procedural"}
         return list(samples)
 
-    def _images(self, samples: list[Sample]) -> np.ndarray:
-        return np.stack([s.array("image", self.name) for s in samples])
 
-    def _moge(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        from datagen.models.moge import depth_and_camera
+class ModelDepth(Backend):
+    """A depth model: one forward pass per batch, the sample kept only with a usable camera."""
 
-        if not samples:
-            return []
-        outputs = self.model.infer(self._images(samples))
-        return [self._keep(s, *depth_and_camera(out)) for s, out in zip(samples, outputs, strict=True)]
+    model: Any = None
 
-    def _transformers(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        from datagen.models.depth_transformers import DEFAULT_FOV_X_DEG, fov_camera
+    def model_settings(self) -> dict:
+        c = self.cfg
+        return {"backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype}
 
-        if not samples:
-            return []
-        images = self._images(samples)
-        camera = fov_camera(images.shape[2], images.shape[1], self.cfg.fov_x_deg or DEFAULT_FOV_X_DEG)
-        return [self._keep(s, depth, dict(camera)) for s, depth in zip(samples, self.model.predict(images), strict=True)]
+    def images(self, samples: list[Sample]) -> np.ndarray:
+        return np.stack([s.array("image", self.stage.name) for s in samples])
 
-    def _keep(self, s: Sample, depth: np.ndarray, camera: dict) -> Sample | Rejected:
+    def keep(self, s: Sample, depth: np.ndarray, camera: dict) -> Sample | Rejected:
         if not camera_is_usable(camera):
-            return self.reject(s, "depth_unusable_camera")
+            return self.stage.reject(s, "depth_unusable_camera")
         s.set_array("depth", depth)
         s.meta["camera"] = camera
         s.meta["depth"] = {"units": "m", "source": self.cfg.model}
         return s
+
+
+class MoGeDepth(ModelDepth):
+    """MoGe-2: depth and camera from the model (the camera fitted to `fov_x_deg` where given)."""
+
+    def load(self) -> None:
+        from datagen.models.moge import MoGe2
+
+        self.model = MoGe2.load(self.cfg, self.stage.run_cfg.models_dir)
+
+    def generation_settings(self) -> dict | None:
+        c = self.cfg
+        precision = self.model.precision if self.model is not None else None
+        # fov None: MoGe estimated each image's.
+        return {**self.model_settings(), "precision": precision, "resolution_level": c.resolution_level,
+                "fov_x_deg": c.fov_x_deg}  # fmt: skip
+
+    def estimate(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        from datagen.models.moge import depth_and_camera
+
+        if not samples:
+            return []
+        outputs = self.model.infer(self.images(samples))
+        return [self.keep(s, *depth_and_camera(out)) for s, out in zip(samples, outputs, strict=True)]
+
+
+class TransformersDepth(ModelDepth):
+    """A metric depth model through transformers; the camera from `fov_x_deg`."""
+
+    def load(self) -> None:
+        from datagen.models import depth_transformers
+
+        self.model = depth_transformers.TransformersDepth.load(self.cfg, self.stage.run_cfg.models_dir)
+
+    def fov_x_deg(self) -> float:
+        from datagen.models.depth_transformers import DEFAULT_FOV_X_DEG
+
+        return self.cfg.fov_x_deg or DEFAULT_FOV_X_DEG
+
+    def generation_settings(self) -> dict | None:
+        return {**self.model_settings(), "fov_x_deg": self.fov_x_deg()}
+
+    def estimate(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        from datagen.models.depth_transformers import fov_camera
+
+        if not samples:
+            return []
+        images = self.images(samples)
+        camera = fov_camera(images.shape[2], images.shape[1], self.fov_x_deg())
+        return [self.keep(s, depth, dict(camera)) for s, depth in zip(samples, self.model.predict(images), strict=True)]
+
+
+class DepthStage(BackendStage):
+    name = "depth"
+    requires = ("t2i",)
+    backend_types = {"procedural": ProceduralDepth, "moge": MoGeDepth, "transformers": TransformersDepth}
+    backends = tuple(backend_types)
+
+    model = BackendAttribute()  # the depth model, once loaded
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return self.backend.estimate(samples)

@@ -17,33 +17,69 @@ from typing import Any
 
 from datagen.recipe.colour_similarity import histogram_similarity
 from datagen.recipe.identity_input import identity_input
+from datagen.stages.base import Backend, BackendAttribute, BackendStage
 from datagen.store.inflight import Rejected, Sample
-from datagen.stages.base import Stage
 
 
-class IdcheckStage(Stage):
-    name = "idcheck"
-    requires = ("repose",)
-    reads = ("filters",)
-    backends = ("histogram", "transformers")
+class HistogramIdcheck(Backend):
+    """Colour histograms of the subject and its identity image: no model."""
+
+    def similarities(self, samples: list[Sample]) -> list[list[float]]:
+        name = self.stage.name
+        return [
+            [histogram_similarity(s.array("image", name), mask, ident)
+             for mask, ident in zip(s.array("masks", name), s.array("identity", name), strict=True)]
+            for s in samples
+        ]  # fmt: skip
+
+
+class DinoIdcheck(Backend):
+    """DINOv2 CLS cosine between the subject's crop and its identity image."""
 
     embedder: Any = None
 
-    def setup(self) -> None:
-        if self.cfg.backend == "transformers":
-            from datagen.models.dinov2 import DinoEmbedder
+    def load(self) -> None:
+        from datagen.models.dinov2 import DinoEmbedder
 
-            self.embedder = DinoEmbedder.load(self.cfg, self.run_cfg.models_dir)
+        self.embedder = DinoEmbedder.load(self.cfg, self.stage.run_cfg.models_dir)
 
     def generation_settings(self) -> dict | None:
         c = self.cfg
-        if c.backend != "transformers":
-            return None
         return {"backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
                 "min_similarity": c.min_similarity, "max_similarity": c.max_similarity}  # fmt: skip
 
+    def similarities(self, samples: list[Sample]) -> list[list[float]]:
+        from datagen.models.dinov2 import cosine_pairs
+
+        # The crop as repose saw it (subject on grey, padded square), so framing does not count.
+        name, repose = self.stage.name, self.stage.run_cfg.stages.repose
+        crops, identities = [], []
+        for s in samples:
+            image = s.array("image", name)
+            for subj, mask, ident in zip(s.subjects, s.array("masks", name), s.array("identity", name), strict=True):
+                size, fill, grey = ident.shape[0], repose.subject_fill, repose.background_grey
+                crops.append(identity_input(image, mask, subj["box_2d"], size, fill, grey))
+                identities.append(ident)
+        sims = cosine_pairs(self.embedder.embed(crops), self.embedder.embed(identities)).tolist()
+        out, pos = [], 0
+        for s in samples:
+            out.append(sims[pos : pos + len(s.subjects)])
+            pos += len(s.subjects)
+        return out
+
+
+class IdcheckStage(BackendStage):
+    name = "idcheck"
+    requires = ("repose",)
+    reads = ("filters",)
+    backend_types = {"histogram": HistogramIdcheck, "transformers": DinoIdcheck}
+    backends = tuple(backend_types)
+
+    embedder = BackendAttribute()  # DINOv2, once loaded
+
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        scores = self._similarities(samples)
+        # Per sample, the similarity of each subject's identity image with the subject.
+        scores = self.backend.similarities(samples)
         out: list[Sample | Rejected] = []
         for s, sims in zip(samples, scores, strict=True):
             reasons: dict[int, str] = {}
@@ -55,32 +91,4 @@ class IdcheckStage(Stage):
                     reasons[i] = "identity_copy"
             self.drop_subjects(s, reasons)
             out.append(self.check_subject_count(s))
-        return out
-
-    def _similarities(self, samples: list[Sample]) -> list[list[float]]:
-        """Per sample, the similarity of each subject's identity image with the subject."""
-        if self.cfg.backend == "histogram":
-            return [
-                [histogram_similarity(s.array("image", self.name), mask, ident)
-                 for mask, ident in zip(s.array("masks", self.name), s.array("identity", self.name), strict=True)]
-                for s in samples
-            ]  # fmt: skip
-        return self._dino(samples)
-
-    def _dino(self, samples: list[Sample]) -> list[list[float]]:
-        from datagen.models.dinov2 import cosine_pairs
-
-        # The crop as repose saw it (subject on grey, padded square), so framing does not count.
-        repose = self.run_cfg.stages.repose
-        crops, identities = [], []
-        for s in samples:
-            image = s.array("image", self.name)
-            for subj, mask, ident in zip(s.subjects, s.array("masks", self.name), s.array("identity", self.name), strict=True):
-                crops.append(identity_input(image, mask, subj["box_2d"], ident.shape[0], repose.subject_fill, repose.background_grey))
-                identities.append(ident)
-        sims = cosine_pairs(self.embedder.embed(crops), self.embedder.embed(identities)).tolist()
-        out, pos = [], 0
-        for s in samples:
-            out.append(sims[pos : pos + len(s.subjects)])
-            pos += len(s.subjects)
         return out

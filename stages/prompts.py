@@ -17,45 +17,46 @@ normalised prompt keeps it.
 from __future__ import annotations
 
 from datagen.config import sha256_json
-from datagen.store.claims import PromptRegistry
-from datagen.recipe.diversity import draw_theme, subject_count
 from datagen.models.llm import LLMEngine, LLMRequest, mix_seed
-from datagen.store.inflight import Rejected, Sample
+from datagen.recipe.diversity import draw_theme, subject_count
 from datagen.recipe.scene_spec import SYSTEM_PROMPT, Invalid, SceneSpec, json_schema, parse_scene, user_message
 from datagen.seeds import stage_rng
-from datagen.stages.base import Stage
-from datagen.world import sample_scene, scene_prompt
+from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.store.claims import PromptRegistry
+from datagen.store.inflight import Rejected, Sample
+from datagen.world.scene import sample_scene, scene_prompt
 
-LLM_BACKENDS = ("transformers", "vllm")
+
+def fill_prompt(s: Sample, n: int, prompt: dict, subjects: list[tuple[str, str]]) -> None:
+    s.meta["prompt"] = prompt
+    s.meta["requested_subjects"] = n
+    # sid ties a subject to its scene object through later filtering.
+    s.meta["subjects"] = [{"sid": i, "name": name, "caption": cap} for i, (name, cap) in enumerate(subjects)]
 
 
-class PromptsStage(Stage):
-    name = "prompts"
-    reads = ("run", "world")
-    version = 2
-    backends = ("procedural", *LLM_BACKENDS)
+class ProceduralPrompts(Backend):
+    """A grammar over the procedural world's vocabulary, and the scene it describes."""
+
+    def write(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return [self._one(s) for s in samples]
+
+    def _one(self, s: Sample) -> Sample:
+        cfg = self.stage.run_cfg
+        n = subject_count(self.cfg, s.seed)
+        scene = sample_scene(stage_rng(s.seed, self.stage.name), n, cfg.run.width, cfg.run.height, cfg.world)
+        fill_prompt(s, n, scene_prompt(scene), [(o["name"], o["caption"]) for o in scene["subjects"]])
+        s.meta["truth"] = {"scene": scene}
+        return s
+
+
+class LLMPrompts(Backend):
+    """An LLM writes each scene under a JSON schema; invalid answers are redrafted with a new seed.
+
+    Subclasses load the engine."""
 
     engine: LLMEngine | None = None
-    registry: PromptRegistry | None = None
-
-    def setup(self) -> None:
-        if self.cfg.dedup and self.run_dir is not None:
-            # Claims are per prompts recipe: a changed prompts config starts afresh.
-            recipe = self.run_cfg.recipe_dict()
-            scope = sha256_json([self.version, recipe["stages"]["prompts"], [recipe[r] for r in self.reads]])[:16]
-            self.registry = PromptRegistry(self.run_dir / "dedup" / f"prompts-{scope}")
-        if self.cfg.backend == "transformers":
-            from datagen.models.llm import TransformersLLM
-
-            self.engine = TransformersLLM(self.cfg, self.run_cfg.models_dir)
-        elif self.cfg.backend == "vllm":
-            from datagen.models.llm import VLLMEngine
-
-            self.engine = VLLMEngine(self.cfg, self.run_cfg.models_dir, self.run_cfg.run.seed)
 
     def generation_settings(self) -> dict | None:
-        if self.cfg.backend not in LLM_BACKENDS:
-            return None
         c = self.cfg
         return {
             "backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
@@ -63,32 +64,13 @@ class PromptsStage(Stage):
             "constrained": "json_schema",
         }  # fmt: skip
 
-    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        if self.cfg.backend == "procedural":
-            out = [self._procedural(s) for s in samples]
-        else:
-            out = self._with_llm(samples)
-        return [self._dedup(r) if isinstance(r, Sample) else r for r in out]
-
-    # --- procedural ---------------------------------------------------------------------
-
-    def _procedural(self, s: Sample) -> Sample:
-        n = subject_count(self.cfg, s.seed)
-        scene = sample_scene(stage_rng(s.seed, self.name), n, self.run_cfg.run.width, self.run_cfg.run.height, self.run_cfg.world)
-        self._fill(s, n, scene_prompt(scene), [(o["name"], o["caption"]) for o in scene["subjects"]])
-        s.meta["truth"] = {"scene": scene}
-        return s
-
-    # --- LLM ------------------------------------------------------------------------------
-
     def request(self, s: Sample, attempt: int) -> LLMRequest:
         n = subject_count(self.cfg, s.seed)
         theme, background = draw_theme(self.cfg, s.seed, attempt)
-        return LLMRequest(
-            SYSTEM_PROMPT, user_message(n, theme, background), json_schema(n, self.cfg.limits), mix_seed(s.seed, attempt)
-        )
+        schema = json_schema(n, self.cfg.limits)
+        return LLMRequest(SYSTEM_PROMPT, user_message(n, theme, background), schema, mix_seed(s.seed, attempt))
 
-    def _with_llm(self, samples: list[Sample]) -> list[Sample | Rejected]:
+    def write(self, samples: list[Sample]) -> list[Sample | Rejected]:
         assert self.engine is not None, "setup() loads the engine"
         answers: dict[str, SceneSpec | Invalid] = {}
         pending = list(samples)
@@ -103,10 +85,10 @@ class PromptsStage(Stage):
         for s in samples:
             spec = answers[s.key]
             if isinstance(spec, Invalid):
-                out.append(self.reject(s, f"invalid_llm_output:{spec.reason}"))
+                out.append(self.stage.reject(s, f"invalid_llm_output:{spec.reason}"))
                 continue
-            n = len(spec.subjects)
-            self._fill(s, n, {"full": spec.prompt, "background": spec.background}, [(x.name, x.caption) for x in spec.subjects])
+            subjects = [(x.name, x.caption) for x in spec.subjects]
+            fill_prompt(s, len(subjects), {"full": spec.prompt, "background": spec.background}, subjects)
             if self.cfg.layout == "procedural":
                 s.meta["truth"] = {"scene": self._layout(s, spec)}
             out.append(s)
@@ -114,19 +96,48 @@ class PromptsStage(Stage):
 
     def _layout(self, s: Sample, spec: SceneSpec) -> dict:
         """A procedural scene with the LLM's subjects, for oracle stages (a plumbing test)."""
-        run = self.run_cfg.run
-        scene = sample_scene(stage_rng(s.seed, self.name), len(spec.subjects), run.width, run.height, self.run_cfg.world)
+        cfg, rng = self.stage.run_cfg, stage_rng(s.seed, self.stage.name)
+        scene = sample_scene(rng, len(spec.subjects), cfg.run.width, cfg.run.height, cfg.world)
         for obj, subj in zip(scene["subjects"], spec.subjects, strict=True):
             obj["name"], obj["caption"] = subj.name, subj.caption
         return scene
 
-    # --- shared ---------------------------------------------------------------------------
 
-    def _fill(self, s: Sample, n: int, prompt: dict, subjects: list[tuple[str, str]]) -> None:
-        s.meta["prompt"] = prompt
-        s.meta["requested_subjects"] = n
-        # sid ties a subject to its scene object through later filtering.
-        s.meta["subjects"] = [{"sid": i, "name": name, "caption": cap} for i, (name, cap) in enumerate(subjects)]
+class TransformersPrompts(LLMPrompts):
+    def load(self) -> None:
+        from datagen.models.llm import TransformersLLM
+
+        self.engine = TransformersLLM(self.cfg, self.stage.run_cfg.models_dir)
+
+
+class VLLMPrompts(LLMPrompts):
+    def load(self) -> None:
+        from datagen.models.llm import VLLMEngine
+
+        self.engine = VLLMEngine(self.cfg, self.stage.run_cfg.models_dir, self.stage.run_cfg.run.seed)
+
+
+class PromptsStage(BackendStage):
+    name = "prompts"
+    reads = ("run", "world")
+    version = 2
+    backend_types = {"procedural": ProceduralPrompts, "transformers": TransformersPrompts, "vllm": VLLMPrompts}
+    backends = tuple(backend_types)
+
+    engine = BackendAttribute()  # the LLM, once loaded (or a stand-in a test sets)
+    registry: PromptRegistry | None = None
+
+    def setup(self) -> None:
+        if self.cfg.dedup and self.run_dir is not None:
+            # Claims are per prompts recipe: a changed prompts config starts afresh.
+            recipe = self.run_cfg.recipe_dict()
+            scope = sha256_json([self.version, recipe["stages"]["prompts"], [recipe[r] for r in self.reads]])[:16]
+            self.registry = PromptRegistry(self.run_dir / "dedup" / f"prompts-{scope}")
+        super().setup()
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        out = self.backend.write(samples)
+        return [self._dedup(r) if isinstance(r, Sample) else r for r in out]
 
     def _dedup(self, s: Sample) -> Sample | Rejected:
         if self.registry is None:

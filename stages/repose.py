@@ -17,31 +17,52 @@ from typing import Any
 import numpy as np
 
 from datagen.recipe.identity_input import identity_input
-from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import stage_rng
-from datagen.stages.base import Stage
-from datagen.world import render_identity
+from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.store.inflight import Rejected, Sample
 
 
-class ReposeStage(Stage):
-    name = "repose"
-    requires = ("segment",)
-    reads = ("world",)
-    backends = ("procedural", "diffusers")
+def set_identities(s: Sample, ids: list[np.ndarray], size: int) -> None:
+    s.set_array("identity", np.stack(ids) if ids else np.zeros((0, size, size, 3), np.uint8))
+    for subj in s.subjects:
+        subj["identity"] = {"width": size, "height": size}
+
+
+class ProceduralRepose(Backend):
+    """Each subject of the procedural scene, rendered alone."""
+
+    def repose(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        from datagen.world.render import render_identity  # Open3D: loaded by the first render, not with the stage
+
+        out: list[Sample | Rejected] = []
+        size, name, world = self.cfg.identity_size, self.stage.name, self.stage.run_cfg.world
+        for s in samples:
+            scene = s.meta.get("truth", {}).get("scene")
+            if scene is None:
+                out.append(self.stage.reject(s, "no_scene_for_procedural_repose"))
+                continue
+            ids = [
+                render_identity(scene["subjects"][subj["sid"]], size, stage_rng(s.seed, name, subj["sid"]), world)
+                for subj in s.subjects
+            ]
+            set_identities(s, ids, size)
+            out.append(s)
+        return out
+
+
+class DiffusersRepose(Backend):
+    """FLUX.1 Kontext edits of each subject's crop, the subjects of a batch together."""
 
     pipe: Any = None
     device = "cpu"
 
-    def setup(self) -> None:
-        if self.cfg.backend == "diffusers":
-            from datagen.models.diffusion import load_kontext, place
+    def load(self) -> None:
+        from datagen.models.diffusion import load_kontext, place
 
-            self.pipe = load_kontext(self.cfg, self.run_cfg.models_dir)
-            self.device = place(self.pipe, self.cfg)
+        self.pipe = load_kontext(self.cfg, self.stage.run_cfg.models_dir)
+        self.device = place(self.pipe, self.cfg)
 
     def generation_settings(self) -> dict | None:
-        if self.cfg.backend != "diffusers":
-            return None
         from datagen.models.diffusion import pipeline_settings
 
         c = self.cfg
@@ -49,52 +70,41 @@ class ReposeStage(Stage):
             c, self.pipe, identity_size=c.identity_size, subject_fill=c.subject_fill, background_grey=c.background_grey
         )
 
-    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        if self.cfg.backend == "diffusers":
-            return self._diffusers(samples)
-        out: list[Sample | Rejected] = []
-        size = self.cfg.identity_size
+    def repose(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        from datagen.models.diffusion import edit_images
+
+        c = self.cfg
+        jobs = []  # (sample, input image, instruction, seed), subjects of every sample in order
         for s in samples:
-            scene = s.meta.get("truth", {}).get("scene")
-            if scene is None:
-                out.append(self.reject(s, "no_scene_for_procedural_repose"))
-                continue
-            ids = [
-                render_identity(scene["subjects"][subj["sid"]], size, stage_rng(s.seed, self.name, subj["sid"]), self.run_cfg.world)
-                for subj in s.subjects
-            ]
-            self._set_identities(s, ids)
-            out.append(s)
-        return out
+            image, masks = s.array("image", self.stage.name), s.array("masks", self.stage.name)
+            for subj, mask in zip(s.subjects, masks, strict=True):
+                inp = identity_input(image, mask, subj["box_2d"], c.identity_size, c.subject_fill, c.background_grey)
+                jobs.append((s, inp, *self.stage.instruction(s, subj)))
+        edited: list[np.ndarray] = []
+        for at in range(0, len(jobs), c.subjects_per_call):
+            _, images, instructions, seeds = zip(*jobs[at : at + c.subjects_per_call], strict=True)
+            edited.extend(edit_images(self.pipe, c, list(images), list(instructions), list(seeds), self.device))
+        pos = 0
+        for s in samples:
+            set_identities(s, edited[pos : pos + len(s.subjects)], c.identity_size)
+            pos += len(s.subjects)
+        return list(samples)
+
+
+class ReposeStage(BackendStage):
+    name = "repose"
+    requires = ("segment",)
+    reads = ("world",)
+    backend_types = {"procedural": ProceduralRepose, "diffusers": DiffusersRepose}
+    backends = tuple(backend_types)
+
+    pipe = BackendAttribute()  # the Kontext pipeline, once loaded
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return self.backend.repose(samples)
 
     def instruction(self, s: Sample, subject: dict) -> tuple[str, int]:
         """(edit instruction, seed) of one subject: both drawn from its own stream."""
         rng = stage_rng(s.seed, self.name, subject["sid"])
         template = self.cfg.templates[int(rng.integers(len(self.cfg.templates)))]
         return template.format(name=subject["name"]), int(rng.integers(2**63))
-
-    def _diffusers(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        from datagen.models.diffusion import edit_images
-
-        c = self.cfg
-        jobs = []  # (sample, input image, instruction, seed), subjects of every sample in order
-        for s in samples:
-            image, masks = s.array("image", self.name), s.array("masks", self.name)
-            for subj, mask in zip(s.subjects, masks, strict=True):
-                inp = identity_input(image, mask, subj["box_2d"], c.identity_size, c.subject_fill, c.background_grey)
-                jobs.append((s, inp, *self.instruction(s, subj)))
-        edited: list[np.ndarray] = []
-        for at in range(0, len(jobs), c.subjects_per_call):
-            chunk = jobs[at : at + c.subjects_per_call]
-            edited.extend(edit_images(self.pipe, c, [j[1] for j in chunk], [j[2] for j in chunk], [j[3] for j in chunk], self.device))
-        pos = 0
-        for s in samples:
-            self._set_identities(s, edited[pos : pos + len(s.subjects)])
-            pos += len(s.subjects)
-        return list(samples)
-
-    def _set_identities(self, s: Sample, ids: list[np.ndarray]) -> None:
-        size = self.cfg.identity_size
-        s.set_array("identity", np.stack(ids) if ids else np.zeros((0, size, size, 3), np.uint8))
-        for subj in s.subjects:
-            subj["identity"] = {"width": size, "height": size}

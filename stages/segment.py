@@ -18,84 +18,73 @@ from typing import Any
 
 import numpy as np
 
+from datagen.models.perception import Detection, grounding_rejections
 from datagen.recipe.filters import box_area_frac, subject_rejections
 from datagen.recipe.geometry import mask_box_2d
-from datagen.recipe.mask_cleanup import clean_mask
-from datagen.models.perception import Detection, grounding_rejections
+from datagen.stages.base import Backend, BackendAttribute, BackendStage, Stage
 from datagen.store.inflight import Rejected, Sample
-from datagen.stages.base import Stage
+
+# Recorded in `generation.settings` by the real backends, besides their models.
+MODEL_RUN_SETTINGS = {
+    "box_threshold", "text_threshold", "mask_threshold", "same_object_iou", "fill_holes_frac", "min_island_frac",
+}  # fmt: skip
 
 
-class SegmentStage(Stage):
-    name = "segment"
-    requires = ("t2i",)
-    reads = ("filters",)
-    version = 2
-    backends = ("procedural", "transformers", "gsam")
+def boxes_array(boxes: list) -> np.ndarray:
+    """(N, 4) float64 boxes, for the segmenter; (0, 4) when none."""
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+class ProceduralSegment(Backend):
+    """The renderer's instance ids: exact masks, score 1.0."""
+
+    def model_name(self) -> str:
+        return self.cfg.backend
+
+    def segment(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        # Per sample on the stage: tests make one sample raise by patching SegmentStage._oracle.
+        return [self.stage._oracle(s) for s in samples]
+
+
+class PerceptionSegment(Backend):
+    """A grounder (each caption's box) and a segmenter (each box's mask); what follows is shared.
+
+    Subclasses load the two models and name them."""
 
     grounder: Any = None
     segmenter: Any = None
 
-    def setup(self) -> None:
-        if self.cfg.backend == "transformers":
-            from datagen.models.grounding import load_transformers_perception
-
-            self.grounder, self.segmenter = load_transformers_perception(self.cfg, self.run_cfg.models_dir)
-        elif self.cfg.backend == "gsam":
-            from datagen.models.gsam import load_gsam
-
-            self.grounder, self.segmenter = load_gsam(self.cfg, self.run_cfg.models_dir)
-
     def model_name(self) -> str:
-        c = self.cfg
-        if c.backend == "transformers":
-            return f"transformers:{c.detector_model}+{c.sam_model}"
-        if c.backend == "gsam":
-            return f"gsam:{c.gsam.checkpoint}+{c.gsam.sam_checkpoint}"
-        return c.backend
+        raise NotImplementedError
+
+    def model_settings(self) -> dict:
+        raise NotImplementedError
 
     def generation_settings(self) -> dict | None:
         c = self.cfg
-        if c.backend == "procedural":
-            return None
-        models = (
-            {"detector_model": c.detector_model, "sam_model": c.sam_model, "sam_version": c.sam_version, "revision": c.revision}
-            if c.backend == "transformers"
-            else c.gsam.model_dump()
-        )
-        return {
-            "backend": c.backend, **models, "dtype": c.dtype,
-            **c.model_dump(include={"box_threshold", "text_threshold", "mask_threshold", "same_object_iou", "fill_holes_frac", "min_island_frac"}),
-        }  # fmt: skip
+        run_settings = c.model_dump(include=MODEL_RUN_SETTINGS)
+        return {"backend": c.backend, **self.model_settings(), "dtype": c.dtype, **run_settings}
 
-    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        if self.cfg.backend == "procedural":
-            return [self._oracle(s) for s in samples]
-        return self._models(samples)
-
-    def _oracle(self, s: Sample) -> Sample | Rejected:
-        instance = s.array("truth_instance", self.name)
-        masks = np.stack([instance == subj["sid"] + 1 for subj in s.subjects]) if s.subjects else np.zeros(
-            (0, *instance.shape), dtype=bool
-        )
-        return finish_segmentation(self, s, masks, [1.0] * len(s.subjects))
-
-    def _models(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        images = [s.array("image", self.name) for s in samples]
+    def segment(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        name = self.stage.name
+        images = [s.array("image", name) for s in samples]
         detections = self.grounder.detect(images, [[subj["caption"] for subj in s.subjects] for s in samples])
         dropped = [grounding_rejections(d, self.cfg.same_object_iou) for d in detections]
         kept = [[i for i in range(len(d)) if i not in why] for d, why in zip(detections, dropped, strict=True)]
-        boxes = [np.array([d[i].box for i in k], dtype=np.float64).reshape(-1, 4) for d, k in zip(detections, kept, strict=True)]
+        boxes = [boxes_array([d[i].box for i in k]) for d, k in zip(detections, kept, strict=True)]
         segmented = self.segmenter.segment(images, boxes)
-        out: list[Sample | Rejected] = []
-        for s, image, dets, why, idx, (masks, mask_scores) in zip(samples, images, detections, dropped, kept, segmented, strict=True):
-            out.append(self._finish(s, image.shape[:2], dets, why, idx, masks, mask_scores))
-        return out
+        rows = zip(samples, images, detections, dropped, kept, segmented, strict=True)
+        return [
+            self._finish(s, image.shape[:2], dets, why, idx, masks, mask_scores)
+            for s, image, dets, why, idx, (masks, mask_scores) in rows
+        ]
 
     def _finish(
         self, s: Sample, shape: tuple[int, int], dets: list[Detection | None], why: dict[int, str],
         kept: list[int], masks: np.ndarray, mask_scores: np.ndarray,
     ) -> Sample | Rejected:  # fmt: skip
+        from datagen.recipe.mask_cleanup import clean_mask  # scipy.ndimage: only the model backends need it
+
         full = np.zeros((len(s.subjects), *shape), dtype=bool)
         for row, i in enumerate(kept):
             full[i] = clean_mask(masks[row], self.cfg.fill_holes_frac, self.cfg.min_island_frac)
@@ -105,7 +94,65 @@ class SegmentStage(Stage):
                 record["mask_score"] = round(float(mask_scores[kept.index(i)]), 6)
             subj["segment"] = record
         scores = [d.score if d else 0.0 for d in dets]
-        return finish_segmentation(self, s, full, scores, why)
+        return finish_segmentation(self.stage, s, full, scores, why)
+
+
+class TransformersSegment(PerceptionSegment):
+    """Grounding DINO and SAM (or SAM 2) through transformers."""
+
+    def load(self) -> None:
+        from datagen.models.grounding import load_transformers_perception
+
+        self.grounder, self.segmenter = load_transformers_perception(self.cfg, self.stage.run_cfg.models_dir)
+
+    def model_name(self) -> str:
+        return f"transformers:{self.cfg.detector_model}+{self.cfg.sam_model}"
+
+    def model_settings(self) -> dict:
+        c = self.cfg
+        return {"detector_model": c.detector_model, "sam_model": c.sam_model, "sam_version": c.sam_version,
+                "revision": c.revision}  # fmt: skip
+
+
+class GSAMSegment(PerceptionSegment):
+    """groundingdino-py and segment-anything, from `gsam`'s checkpoint files."""
+
+    def load(self) -> None:
+        from datagen.models.gsam import load_gsam
+
+        self.grounder, self.segmenter = load_gsam(self.cfg, self.stage.run_cfg.models_dir)
+
+    def model_name(self) -> str:
+        return f"gsam:{self.cfg.gsam.checkpoint}+{self.cfg.gsam.sam_checkpoint}"
+
+    def model_settings(self) -> dict:
+        return self.cfg.gsam.model_dump()
+
+
+class SegmentStage(BackendStage):
+    name = "segment"
+    requires = ("t2i",)
+    reads = ("filters",)
+    version = 2
+    backend_types = {"procedural": ProceduralSegment, "transformers": TransformersSegment, "gsam": GSAMSegment}
+    backends = tuple(backend_types)
+
+    # The real backends' models, once loaded.
+    grounder = BackendAttribute()
+    segmenter = BackendAttribute()
+
+    def model_name(self) -> str:
+        return self.backend.model_name()
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return self.backend.segment(samples)
+
+    def _oracle(self, s: Sample) -> Sample | Rejected:
+        instance = s.array("truth_instance", self.name)
+        masks = np.stack([instance == subj["sid"] + 1 for subj in s.subjects]) if s.subjects else np.zeros(
+            (0, *instance.shape), dtype=bool
+        )
+        return finish_segmentation(self, s, masks, [1.0] * len(s.subjects))
 
 
 def finish_segmentation(

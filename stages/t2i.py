@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from datagen.store.inflight import Rejected, Sample
 from datagen.seeds import stage_rng
-from datagen.stages.base import Stage
-from datagen.world import render_scene
+from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.store.inflight import Rejected, Sample
 
 
 def keep_truth_render(s: Sample, scene: dict) -> np.ndarray:
     """Render the scene and keep its truth on the sample; returns the rendered image."""
+    from datagen.world.render import render_scene  # Open3D: loaded by the first render, not with the stage
+
     r = render_scene(scene)
     s.set_array("truth_instance", r.instance)
     s.set_array("truth_depth", r.depth.astype(np.float32))
@@ -32,57 +33,69 @@ def keep_truth_render(s: Sample, scene: dict) -> np.ndarray:
     return r.image
 
 
-class T2IStage(Stage):
-    name = "t2i"
-    requires = ("prompts",)
-    reads = ("run",)
-    backends = ("procedural", "diffusers")
+def set_image(s: Sample, image: np.ndarray) -> None:
+    s.set_array("image", image)
+    s.meta["width"], s.meta["height"] = int(image.shape[1]), int(image.shape[0])
 
-    pipe: Any = None
-    device = "cpu"
 
-    def setup(self) -> None:
-        if self.cfg.backend == "diffusers":
-            from datagen.models.diffusion import load_text_to_image, place
+class ProceduralT2I(Backend):
+    """The prompts stage's procedural scene, rendered."""
 
-            self.pipe = load_text_to_image(self.cfg, self.run_cfg.models_dir)
-            self.device = place(self.pipe, self.cfg)
-
-    def generation_settings(self) -> dict | None:
-        if self.cfg.backend != "diffusers":
-            return None
-        from datagen.models.diffusion import pipeline_settings
-
-        return pipeline_settings(self.cfg, self.pipe, width=self.run_cfg.run.width, height=self.run_cfg.run.height)
-
-    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        if self.cfg.backend == "diffusers":
-            return self._diffusers(samples)
+    def make_images(self, samples: list[Sample]) -> list[Sample | Rejected]:
         out: list[Sample | Rejected] = []
         for s in samples:
             scene = s.meta.get("truth", {}).get("scene")
             if scene is None:
-                out.append(self.reject(s, "no_scene_for_procedural_t2i"))
+                out.append(self.stage.reject(s, "no_scene_for_procedural_t2i"))
                 continue
-            self._set_image(s, keep_truth_render(s, scene))
+            set_image(s, keep_truth_render(s, scene))
             out.append(s)
         return out
 
-    def _diffusers(self, samples: list[Sample]) -> list[Sample | Rejected]:
+
+class DiffusersT2I(Backend):
+    """A diffusers text-to-image pipeline, one seeded generator per sample."""
+
+    pipe: Any = None
+    device = "cpu"
+
+    def load(self) -> None:
+        from datagen.models.diffusion import load_text_to_image, place
+
+        self.pipe = load_text_to_image(self.cfg, self.stage.run_cfg.models_dir)
+        self.device = place(self.pipe, self.cfg)
+
+    def generation_settings(self) -> dict | None:
+        from datagen.models.diffusion import pipeline_settings
+
+        run = self.stage.run_cfg.run
+        return pipeline_settings(self.cfg, self.pipe, width=run.width, height=run.height)
+
+    def make_images(self, samples: list[Sample]) -> list[Sample | Rejected]:
         from datagen.models.diffusion import text_to_image
 
         if not samples:
             return []
-        run = self.run_cfg.run
-        seeds = [int(stage_rng(s.seed, self.name).integers(2**63)) for s in samples]
-        images = text_to_image(self.pipe, self.cfg, [s.meta["prompt"]["full"] for s in samples], seeds, run.width, run.height, self.device)
+        run = self.stage.run_cfg.run
+        seeds = [int(stage_rng(s.seed, self.stage.name).integers(2**63)) for s in samples]
+        prompts = [s.meta["prompt"]["full"] for s in samples]
+        images = text_to_image(self.pipe, self.cfg, prompts, seeds, run.width, run.height, self.device)
         for s, image in zip(samples, images, strict=True):
-            self._set_image(s, image)
+            set_image(s, image)
             scene = s.meta.get("truth", {}).get("scene")
             if scene is not None:
                 keep_truth_render(s, scene)
         return list(samples)
 
-    def _set_image(self, s: Sample, image: np.ndarray) -> None:
-        s.set_array("image", image)
-        s.meta["width"], s.meta["height"] = int(image.shape[1]), int(image.shape[0])
+
+class T2IStage(BackendStage):
+    name = "t2i"
+    requires = ("prompts",)
+    reads = ("run",)
+    backend_types = {"procedural": ProceduralT2I, "diffusers": DiffusersT2I}
+    backends = tuple(backend_types)
+
+    pipe = BackendAttribute()  # the diffusers pipeline, once loaded
+
+    def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        return self.backend.make_images(samples)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from datagen.config import PromptsConfig, UserError, build_config
+from datagen.config import PromptsConfig, build_config
+from datagen.errors import UserError
 from datagen.store.claims import PromptRegistry
 from datagen.recipe.diversity import count_distribution, draw_theme, normalise_prompt, subject_count
 from datagen.store.inflight import Rejected, Sample
