@@ -22,26 +22,21 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from common import datagen_cli, results_path, timed, write_json  # bench/, the script's dir
 
 
 def timed_run(out: Path, extra: list[str], pin_one_core: bool = False) -> dict:
-    cmd = [sys.executable, "-m", "datagen.cli", "run", "--config", "demo", "--out", str(out), *extra]
+    cmd = datagen_cli("run", "--config", "demo", "--out", str(out), *extra)
     if pin_one_core:
         cmd = ["taskset", "-c", "0", *cmd]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    wall, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True))
     if proc.returncode != 0:
         raise SystemExit(f"run failed: {' '.join(cmd)}\n{proc.stderr[-2000:]}")
-    status = json.loads(subprocess.run([sys.executable, "-m", "datagen.cli", "status", str(out), "--json"],
+    status = json.loads(subprocess.run(datagen_cli("status", str(out), "--json"),
                                        capture_output=True, text=True, check=True).stdout)
     stage_s = {s["stage"]: round(s["wall_s"], 2) for s in status["stages"]}
     return {"kept": status["kept"], "wall_s": round(wall, 2), "kept_per_s": round(status["kept"] / wall, 3),
@@ -70,7 +65,7 @@ def boxes_vs_truth(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-samples", type=int, default=512)
-    ap.add_argument("--json", default=str(REPO / "bench" / "results" / "e2e.json"))
+    ap.add_argument("--json", default=str(results_path("e2e")))
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="datagen-e2e-"))
@@ -102,8 +97,7 @@ def main() -> None:
         result["ray_and_one_process_final_shards_identical"] = same
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result, indent=2)
     print(json.dumps(result, indent=2))
 
 

@@ -24,77 +24,16 @@ JSON "tiny": true.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
-import sys
-import time
 from functools import partial
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-
-# Published configs (black-forest-labs/FLUX.1-dev transformer/ and vae/, google/t5-v1_1-xxl,
-# openai/clip-vit-large-patch14, Qwen/Qwen3-8B), trimmed to the fields that set the compute.
-FULL = {
-    "transformer": {
-        "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38,
-        "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 4096,
-        "pooled_projection_dim": 768, "guidance_embeds": True, "axes_dims_rope": (16, 56, 56),
-    },
-    "vae": {
-        "in_channels": 3, "out_channels": 3, "latent_channels": 16,
-        "block_out_channels": (128, 256, 512, 512), "layers_per_block": 2,
-        "down_block_types": ("DownEncoderBlock2D",) * 4, "up_block_types": ("UpDecoderBlock2D",) * 4,
-        "act_fn": "silu", "norm_num_groups": 32, "sample_size": 1024, "use_quant_conv": False,
-        "use_post_quant_conv": False, "scaling_factor": 0.3611, "shift_factor": 0.1159,
-    },
-    "t5": {
-        "d_model": 4096, "d_ff": 10240, "num_layers": 24, "num_heads": 64, "d_kv": 64, "vocab_size": 32128,
-        "feed_forward_proj": "gated-gelu", "relative_attention_num_buckets": 32,
-        "relative_attention_max_distance": 128, "layer_norm_epsilon": 1e-6, "tie_word_embeddings": False,
-    },
-    "clip": {
-        "vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-        "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
-        "projection_dim": 768,
-    },
-    "qwen3": {
-        "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "rope_theta": 1_000_000,
-        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "tie_word_embeddings": False,
-    },
-    # FluxPipeline's max_sequence_length and CLIP's context length.
-    "t5_tokens": 512,
-    "clip_tokens": 77,
-}
-
-# Same code paths, toy widths: the smoke test checks the plumbing, not the figures.
-TINY = {
-    "transformer": {
-        "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
-        "joint_attention_dim": 32, "pooled_projection_dim": 32, "axes_dims_rope": (4, 6, 6),
-    },
-    "vae": {
-        "block_out_channels": (16, 32), "layers_per_block": 1, "down_block_types": ("DownEncoderBlock2D",) * 2,
-        "up_block_types": ("UpDecoderBlock2D",) * 2, "norm_num_groups": 8, "sample_size": 64,
-    },
-    "t5": {"d_model": 32, "d_ff": 64, "num_layers": 1, "num_heads": 2, "d_kv": 16, "vocab_size": 1000},
-    "clip": {
-        "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-        "num_attention_heads": 2, "max_position_embeddings": 16, "projection_dim": 32,
-        "bos_token_id": 0, "eos_token_id": 1,  # CLIP's own ids lie outside a 1000-token vocabulary
-    },
-    "qwen3": {
-        "vocab_size": 1000, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 512,
-    },
-    "t5_tokens": 16,
-    "clip_tokens": 16,
-}
+from common import fill_defaults, int_list, results_path, toy_spec, write_json  # bench/, the script's dir
+from gpu_common import (
+    bench_device, bench_dtype, best, build_on, device_name, free, n_params, peak_gib, per_batch, reset_peak, sig, timed,
+)  # fmt: skip
+from model_configs import GENERATION, GENERATION_TINY
 
 # Settings: full size, then what --tiny changes when the flag is not given explicitly.
 DEFAULTS = {"steps": 28, "size": 1024, "identity_size": 512, "prompt_tokens": 300, "new_tokens": 300}
@@ -108,84 +47,7 @@ GOAL_LLM_SHARE = 0.1
 
 
 def specs(tiny: bool) -> dict:
-    if not tiny:
-        return FULL
-    return {k: {**v, **TINY[k]} if isinstance(v, dict) else TINY[k] for k, v in FULL.items()}
-
-
-# ---------------------------------------------------------------- plumbing
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device):
-    """(seconds, result) of fn(), with the GPU drained on both sides so queued work counts."""
-    sync(device)
-    start = time.perf_counter()
-    result = fn()
-    sync(device)
-    return time.perf_counter() - start, result
-
-
-def free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_gib(device: torch.device) -> float | None:
-    return round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
-
-
-@contextlib.contextmanager
-def build_on(device: torch.device, dtype: torch.dtype):
-    """Create parameters straight on the device in the target dtype: a 12B model initialised in
-    float32 on the CPU first would need 48 GB of RAM and minutes."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with device:
-            yield
-    finally:
-        torch.set_default_dtype(old)
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def sig(row: dict) -> dict:
-    """Floats to 4 significant digits: readable, and a tiny run's milliseconds never round to 0."""
-    return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in row.items()}
-
-
-def per_batch(name: str, batch_sizes: list[int], fn, device: torch.device) -> dict[str, dict | str]:
-    """fn(b) for each batch size; an out-of-memory batch size is recorded, not fatal."""
-    out: dict[str, dict | str] = {}
-    for b in batch_sizes:
-        try:
-            out[str(b)] = sig(fn(b))
-        except torch.OutOfMemoryError:
-            out[str(b)] = "oom"
-        free(device)  # after the except block, so the traceback's tensors are gone
-        print(f"{name} batch {b}: {json.dumps(out[str(b)])}", flush=True)
-    return out
-
-
-def best(batches: dict[str, dict | str], key: str) -> tuple[int | None, float | None]:
-    ok = {int(b): r[key] for b, r in batches.items() if isinstance(r, dict)}
-    if not ok:
-        return None, None
-    b = min(ok, key=ok.get)
-    return b, ok[b]
+    return toy_spec(GENERATION, GENERATION_TINY) if tiny else GENERATION
 
 
 # ---------------------------------------------------------------- FLUX latents, as FluxPipeline
@@ -444,10 +306,6 @@ def goals(report: dict, args) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="flux,kontext,llm", help="comma list of flux, kontext, llm")
@@ -464,22 +322,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     if bad := set(args.only) - {"flux", "kontext", "llm"}:
         ap.error(f"--only: unknown {sorted(bad)}")
-    for k, v in (TINY_DEFAULTS if args.tiny else DEFAULTS).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
-    if args.out is None:
-        args.out = RESULTS / ("gpu_generation_tiny.json" if args.tiny else "gpu_generation.json")
+    fill_defaults(args, DEFAULTS, TINY_DEFAULTS, args.tiny)
+    args.out = args.out or results_path("gpu_generation", args.tiny)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.tiny:
-        sys.exit("the full-size benchmark needs a CUDA GPU; --tiny runs a CPU smoke test")
-    # --tiny on the CPU: float32, since bf16 matmuls on the CPU are slow and prove nothing here.
-    device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.bfloat16 if cuda else torch.float32
+    device = bench_device(args.tiny)
+    dtype = bench_dtype(device)
     torch.manual_seed(0)
     spec = specs(args.tiny)
 
@@ -487,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
 
     report = {
-        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "device": device_name(device),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__},
         "dtype": str(dtype).removeprefix("torch."),
@@ -502,8 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     if "llm" in args.only:
         report["llm"] = llm(spec, args, device, dtype)
     report["goals"] = goals(report, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(json.dumps(report["goals"], indent=1))
     print(f"wrote {args.out}")
 

@@ -34,12 +34,15 @@ import importlib.metadata
 import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from gpu_generation import best, build_on, free, n_params, peak_gib, per_batch, reset_peak, timed  # bench/, the script's dir
+from common import ROOT, int_list, results_path, toy_spec, write_json  # bench/, the script's dir
+from gpu_common import (
+    bench_device, best, build_on, device_name, free, n_params, peak_gib, per_batch, reset_peak, timed,
+)  # fmt: skip
+from model_configs import PERCEPTION, PERCEPTION_TINY
 
 from datagen.config import StagesConfig, load_config
 from datagen.models.dinov2 import DinoEmbedder
@@ -47,9 +50,6 @@ from datagen.models.grounding import TransformersGrounder, TransformersSegmenter
 from datagen.models.hub import torch_dtype
 from datagen.models.moge import MoGe2, depth_and_camera, precision
 from datagen.models.tiny.perception import bert_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 
 MODELS = ("grounding_dino", "sam", "moge", "dinov2")
 SUBJECTS = 4  # per image, as the goal is stated
@@ -62,96 +62,12 @@ PUBLISHED_PARAMS = {"grounding_dino": 233e6, "sam": 641e6, "moge": 331e6, "dinov
 # their token counts are what bert-base-uncased would give (the text side's cost).
 CAPTIONS = ("a red ceramic teapot", "a small wooden chair", "a blue glass vase with a plant", "an old metal lamp")
 
-MOGE_HEAD = {
-    "dim_in": [1024, 256, 128, 64, 32], "dim_res_blocks": [1024, 256, 128, 64, 32], "num_res_blocks": [0, 1, 1, 1, 0],
-    "res_block_in_norm": "none", "res_block_hidden_norm": "none",
-    "resamplers": ["conv_transpose", "conv_transpose", "conv_transpose", "bilinear"],
-}
-# Published configs: grounding-dino-base is GroundingDinoConfig's defaults (BERT-base text, 900
-# queries, 6+6 layers) on a Swin-B backbone (transformers' convert_grounding_dino_to_hf.py);
-# sam-vit-huge is SamConfig's defaults with a ViT-H image encoder; MoGe-2 ViT-L is
-# microsoft/MoGe configs/train/v2.json (with its normal head: moge-2-vitl-normal, the depth
-# stage's default); dinov2-base is Dinov2Config's defaults at image_size 518.
-FULL = {
-    "image_size": 1024,
-    "crop_size": 512,
-    "grounding_dino": {
-        "backbone": {"image_size": 384, "embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32],
-                     "window_size": 12, "out_indices": [2, 3, 4]},
-        "text": {},
-        "model": {},
-        "processor": {},  # shortest edge 800, longest 1333
-    },
-    "sam": {
-        "vision": {"hidden_size": 1280, "num_hidden_layers": 32, "num_attention_heads": 16,
-                   "global_attn_indexes": [7, 15, 23, 31]},
-        "prompt": {}, "decoder": {}, "processor": {},  # longest edge 1024, padded to 1024
-    },
-    "moge": {
-        "encoder": {"backbone": "dinov2_vitl14", "intermediate_layers": [5, 11, 17, 23], "dim_out": 1024},
-        "neck": {**MOGE_HEAD, "dim_in": [1026, 2, 2, 2, 2], "dim_out": None, "num_res_blocks": [0, 2, 2, 2, 0]},
-        "points_head": {**MOGE_HEAD, "dim_out": [None, None, None, None, 3]},
-        "normal_head": {**MOGE_HEAD, "dim_out": [None, None, None, None, 3]},
-        "mask_head": {**MOGE_HEAD, "dim_out": [None, None, None, None, 1]},
-        "scale_head": {"dims": [1024, 1024, 1024, 1]},
-        "remap_output": "exp",
-        "num_tokens_range": [1200, 3600],
-    },
-    "dinov2": {
-        "model": {"image_size": 518},
-        "processor": {"size": {"shortest_edge": 256}, "crop_size": {"height": 224, "width": 224}},
-    },
-}
-
-# Same code paths, toy widths (as datagen.models.tiny.perception), tiny images.
-TINY_HEAD = {**MOGE_HEAD, "dim_in": [32, 16, 16, 8, 8], "dim_res_blocks": [32, 16, 16, 8, 8]}
-TINY = {
-    "image_size": 128,
-    "crop_size": 32,
-    "grounding_dino": {
-        "backbone": {"image_size": 64, "patch_size": 4, "embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2],
-                     "window_size": 4, "out_indices": [2, 3, 4]},
-        "text": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
-        "model": {"d_model": 32, "encoder_layers": 1, "decoder_layers": 2, "encoder_attention_heads": 2,
-                  "decoder_attention_heads": 2, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_queries": 20,
-                  "encoder_n_points": 2, "decoder_n_points": 2},
-        # Not smaller: the extra feature level of a 64 px input is 1x1, which GroupNorm rejects.
-        "processor": {"size": {"shortest_edge": 128, "longest_edge": 192}},
-    },
-    "sam": {
-        "vision": {"hidden_size": 32, "output_channels": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "image_size": 64, "patch_size": 16, "global_attn_indexes": [1], "window_size": 2, "mlp_dim": 64,
-                   "num_pos_feats": 8},
-        "prompt": {"hidden_size": 16, "image_size": 64, "patch_size": 16, "mask_input_channels": 4},
-        "decoder": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 32,
-                    "iou_head_hidden_dim": 16},
-        "processor": {"size": {"longest_edge": 64}, "pad_size": {"height": 64, "width": 64}},
-    },
-    "moge": {
-        # The smallest backbone MoGe's encoder accepts; few tokens keep it fast on a CPU.
-        "encoder": {"backbone": "dinov2_vits14", "intermediate_layers": [2, 5, 8, 11], "dim_out": 32},
-        "neck": {**TINY_HEAD, "dim_in": [34, 2, 2, 2, 2], "dim_out": None, "num_res_blocks": [0, 1, 1, 1, 0]},
-        "points_head": {**TINY_HEAD, "dim_out": [None, None, None, None, 3]},
-        "normal_head": {**TINY_HEAD, "dim_out": [None, None, None, None, 3]},
-        "mask_head": {**TINY_HEAD, "dim_out": [None, None, None, None, 1]},
-        "scale_head": {"dims": [384, 32, 1]},
-        "num_tokens_range": [16, 36],
-    },
-    "dinov2": {
-        "model": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-                  "image_size": 28},
-        "processor": {"size": {"shortest_edge": 32}, "crop_size": {"height": 28, "width": 28}},
-    },
-}
-
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 
 
 def specs(tiny: bool) -> dict:
-    """FULL, or FULL with each model's sub-configs replaced by TINY's."""
-    if not tiny:
-        return FULL
-    return {k: {**v, **TINY[k]} if isinstance(v, dict) else TINY[k] for k, v in FULL.items()}
+    """PERCEPTION, or PERCEPTION with each model's sub-configs updated by PERCEPTION_TINY's."""
+    return toy_spec(PERCEPTION, PERCEPTION_TINY) if tiny else PERCEPTION
 
 
 def recipe() -> StagesConfig:
@@ -373,10 +289,6 @@ def goals(report: dict, args) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def int_list(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(MODELS), help=f"comma list of {', '.join(MODELS)}")
@@ -402,8 +314,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.batch_sizes = {k: sorted({*v, args.defaults[k]}) for k, v in given.items()}
     args.reps = args.reps or (1 if args.tiny else 3)
     args.size = specs(args.tiny)["image_size"]
-    if args.out is None:
-        args.out = RESULTS / ("gpu_perception_tiny.json" if args.tiny else "gpu_perception.json")
+    args.out = args.out or results_path("gpu_perception", args.tiny)
     return args
 
 
@@ -418,10 +329,7 @@ def versions() -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.tiny:
-        sys.exit("the full-size benchmark needs a CUDA GPU; --tiny runs a CPU smoke test")
-    device = torch.device("cuda" if cuda else "cpu")
+    device = bench_device(args.tiny)
     if args.tiny:
         # Toy ops are too small to gain from threads, and on a busy machine a thread pool waiting
         # for a descheduled worker stalls each op: one thread keeps the smoke test quick.
@@ -429,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     spec = specs(args.tiny)
     report = {
-        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "device": device_name(device),
         "versions": versions(),
         "tiny": args.tiny,
         "image_size": args.size,
@@ -449,8 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         report[name] = section(name, spec, args, device)
     report["goals"] = goals(report, args)
     report["every_model_met"] = all(g["met"] and g["comparable"] for g in report["goals"].values())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(json.dumps(report["goals"], indent=1))
     print(f"wrote {args.out}")
 

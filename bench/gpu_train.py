@@ -20,28 +20,18 @@ Goal: <= 1.5 s per step on one H100. --tiny: a toy transformer on the CPU in flo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import sys
-import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from common import fill_defaults, results_path, write_json  # bench/, the script's dir
+from gpu_common import bench_device, bench_dtype, build_on, device_name, n_params, peak_gib, reset_peak, timed
+from model_configs import FLUX_TRANSFORMER, FLUX_TRANSFORMER_TINY
 
 GOAL_S_PER_STEP = 1.5
 
-# Copied from bench/gpu_generation.py FULL["transformer"] (black-forest-labs/FLUX.1-dev transformer/).
-FULL = {
-    "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38,
-    "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768, "guidance_embeds": True, "axes_dims_rope": (16, 56, 56),
-}
-TINY = {**FULL, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16, "num_attention_heads": 2,
-        "joint_attention_dim": 32, "pooled_projection_dim": 32, "axes_dims_rope": (4, 6, 6)}  # fmt: skip
+FULL = FLUX_TRANSFORMER  # FLUX.1 Kontext's transformer is FLUX.1 [dev]'s
+TINY = {**FULL, **FLUX_TRANSFORMER_TINY}
 
 # SIGMA-GEN's training shapes (configs/train_sigma.yaml), then the toy ones --tiny uses.
 DEFAULTS = {"resolution": 512, "identity_size": 512, "subjects": 4, "text_tokens": 512, "rank": 128,
@@ -49,23 +39,6 @@ DEFAULTS = {"resolution": 512, "identity_size": 512, "subjects": 4, "text_tokens
 TINY_DEFAULTS = {"resolution": 32, "identity_size": 32, "subjects": 4, "text_tokens": 16, "rank": 4,
                  "warmup": 1, "steps": 2}  # fmt: skip
 VAE_FACTOR, LATENT_CHANNELS = 8, 16  # FLUX's VAE: 8x down, 16 channels
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@contextlib.contextmanager
-def build_on(device: torch.device, dtype: torch.dtype):
-    """Parameters created straight on the device in the target dtype (12B in fp32 on the CPU: 48 GB)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with device:
-            yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def inputs(args, device: torch.device, spec: dict, generator: torch.Generator) -> dict:
@@ -110,21 +83,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="default bench/results/gpu_train.json")
     ap.add_argument("--tiny", action="store_true", help="a toy transformer on the CPU: a smoke test, not a benchmark")
     args = ap.parse_args(argv)
-    for k, v in (TINY_DEFAULTS if args.tiny else DEFAULTS).items():
-        if getattr(args, k) is None:
-            setattr(args, k, v)
+    fill_defaults(args, DEFAULTS, TINY_DEFAULTS, args.tiny)
     for k in ("resolution", "identity_size"):
         if getattr(args, k) % 16:
             ap.error(f"--{k.replace('_', '-')}: {getattr(args, k)} must be a multiple of 16 (VAE 8x, then 2x2 patches)")
-    args.out = args.out or RESULTS / ("gpu_train_tiny.json" if args.tiny else "gpu_train.json")
+    args.out = args.out or results_path("gpu_train", args.tiny)
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    cuda = torch.cuda.is_available()
-    if not cuda and not args.tiny:
-        sys.exit("the full-size training benchmark needs a CUDA GPU; --tiny runs a CPU smoke test")
+    device = bench_device(args.tiny, "training benchmark")
     import diffusers
     import peft
 
@@ -132,13 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     from datagen.train.loop import make_optimizer
     from datagen.train.model import DEFAULT_LORA_TARGETS, LoraSpec, add_lora
 
-    device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.bfloat16 if cuda else torch.float32  # bf16 matmuls on a CPU are slow and prove nothing
+    dtype = bench_dtype(device)
     spec = TINY if args.tiny else FULL
     torch.manual_seed(0)
     with build_on(device, dtype):
         model = diffusers.FluxTransformer2DModel(**spec)
-    base_params = sum(p.numel() for p in model.parameters())
+    base_params = n_params(model)
     params = add_lora(model, LoraSpec(rank=args.rank, alpha=args.rank, targets=DEFAULT_LORA_TARGETS))
     model.enable_gradient_checkpointing()
     model.train()
@@ -148,19 +116,17 @@ def main(argv: list[str] | None = None) -> None:
 
     losses, times = [], []
     for i in range(args.warmup + args.steps):
-        if i == args.warmup and cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        sync(device)
-        start = time.perf_counter()
-        loss, tokens = train_step(model, optimizer, params, x, generator, guidance=1.0)
-        sync(device)
-        (times if i >= args.warmup else []).append(time.perf_counter() - start)
+        if i == args.warmup:
+            reset_peak(device)
+        step_s, (loss, tokens) = timed(lambda: train_step(model, optimizer, params, x, generator, guidance=1.0), device)
+        if i >= args.warmup:
+            times.append(step_s)
         losses.append(loss)
-        print(f"step {i}{' (warm-up)' if i < args.warmup else ''}: {time.perf_counter() - start:.3f} s, loss {loss:.4f}", flush=True)  # fmt: skip
+        print(f"step {i}{' (warm-up)' if i < args.warmup else ''}: {step_s:.3f} s, loss {loss:.4f}", flush=True)
     s_per_step = sum(times) / len(times)
     r, s = args.resolution // VAE_FACTOR // 2, args.identity_size // VAE_FACTOR // 2
     report = {
-        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "device": device_name(device),
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "peft": peft.__version__},
         "dtype": str(dtype).removeprefix("torch."),
         "tiny": args.tiny,
@@ -177,15 +143,14 @@ def main(argv: list[str] | None = None) -> None:
         "timed_steps": args.steps,
         "step_times_s": [float(f"{t:.4g}") for t in times],
         "s_per_step": float(f"{s_per_step:.4g}"),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
+        "peak_memory_gib": peak_gib(device),
         "losses": [float(f"{v:.4g}") for v in losses],
         "goal": {"goal": f"<= {GOAL_S_PER_STEP} s per step on one H100 (batch 1, the SIGMA-GEN sequence)",
                  "measured": float(f"{s_per_step:.4g}"), "met": s_per_step <= GOAL_S_PER_STEP,
-                 "comparable": not args.tiny and cuda and "H100" in torch.cuda.get_device_name(device)
+                 "comparable": not args.tiny and "H100" in device_name(device)
                  and (args.resolution, args.identity_size, args.subjects, args.text_tokens, args.rank) == (512, 512, 4, 512, 128)},
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(json.dumps(report["goal"]))
     print(f"wrote {args.out}")
 

@@ -24,13 +24,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# bench/, the script's dir; before datagen: it puts the checkout on sys.path.
+from common import ROOT, datagen_cli, results_path, timed, write_json
 
-from datagen.config import load_config, resolve_config_path  # noqa: E402
+from datagen.config import load_config, resolve_config_path
 
 PAPER_ORDER = ["prompts", "t2i", "segment", "depth", "repose", "boxes", "filter"]
 
@@ -58,10 +57,8 @@ def run_variant(name: str, config: Path, extra: list[str], args: argparse.Namesp
     sets = [x for o in overrides(args) + extra for x in ("--set", o)]
     env = dict(os.environ, DATAGEN_SIM_SESSION=f"{os.getpid()}-{name}")
     env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "datagen.cli", "run", "--config", str(config), "--out", str(out), *sets]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    total = time.perf_counter() - start
+    cmd = datagen_cli("run", "--config", str(config), "--out", str(out), *sets)
+    total, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT))
     if proc.returncode != 0:
         sys.exit(f"{name}: datagen run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return measure(load_config(out / "run.yaml"), out, args, total)
@@ -141,7 +138,7 @@ def steady_state(cfg, stats: list[dict], pool_gpus: dict[str, float], args: argp
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpus", type=int, default=16)
-    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "orchestration.json")
+    ap.add_argument("--json", type=Path, default=results_path("orchestration"))
     ap.add_argument("--config", default="sigma_set27k")
     ap.add_argument("--samples", type=int, default=2400)
     ap.add_argument("--shard-size", type=int, default=4)
@@ -175,8 +172,7 @@ def main() -> None:
         a, b = results["cheap_first"]["gpu_seconds_per_kept"], results["paper_order"]["gpu_seconds_per_kept"]
         report["gpu_seconds_saved_share"] = round(1 - a / b, 4)
         report["same_kept_count"] = results["cheap_first"]["kept"] == results["paper_order"]["kept"]
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.json, report)
     print(f"wrote {args.json}")
 
 

@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import multiprocessing
 import os
-import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from common import fill_defaults, results_path, timed, write_json  # bench/, the script's dir
 
 from datagen.recipe import perturb
 from datagen.config import RunConfig, build_config
@@ -49,8 +48,6 @@ from datagen.seeds import sample_seed
 from datagen.stages.base import PENDING
 from datagen.pipeline.preflight import build_stage
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 CLEAN_STAGES = ("prompts", "t2i", "segment", "depth")
 IOU_SAMPLES = 8000  # as bench/e2e.py
 SMOOTH_CELLS = 4  # the low-frequency depth error varies over about a quarter of the image
@@ -243,25 +240,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=256, help="image side in pixels")
     ap.add_argument("--seed", type=int, default=0, help="run seed: scene i has sample_seed(seed, i)")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--out", type=Path, default=RESULTS / "perception_truth.json")
+    ap.add_argument("--out", type=Path, default=results_path("perception_truth"))
     args = ap.parse_args(argv)
-    if args.scenes is None:
-        args.scenes = 4 if args.small else 48
+    fill_defaults(args, {"scenes": 48}, {"scenes": 4}, args.small)
     return args
+
+
+def all_rows(cfg: RunConfig, scenes: int, workers: int) -> list[dict]:
+    jobs = [(cfg, i) for i in range(scenes)]
+    if workers > 1:
+        # Scenes are independent and rows come back in scene order: the same JSON for any count.
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            per_scene = pool.map(scene_rows, jobs)
+    else:
+        per_scene = [scene_rows(job) for job in jobs]
+    return [r for scene in per_scene for r in scene]
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = run_config(args.size, args.scenes, args.seed)
-    start = time.perf_counter()
-    jobs = [(cfg, i) for i in range(args.scenes)]
-    if args.workers > 1:
-        # Scenes are independent and rows come back in scene order: the same JSON for any count.
-        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            per_scene = pool.map(scene_rows, jobs)
-    else:
-        per_scene = [scene_rows(job) for job in jobs]
-    rows = [r for scene in per_scene for r in scene]
+    wall_s, rows = timed(lambda: all_rows(cfg, args.scenes, args.workers))
     levels = {name: summarise([r for r in rows if r["level"] == name]) for name in LEVELS}
     report = {
         "small": args.small,
@@ -273,11 +272,10 @@ def main(argv: list[str] | None = None) -> None:
             "levels": {name: asdict(level) for name, level in LEVELS.items()},
         },
         "levels": levels,
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(wall_s, 1),
         "workers": args.workers,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(table(levels))
     print(f"{len(rows) // len(LEVELS)} subjects in {args.scenes} scenes, {report['wall_s']} s; wrote {args.out}")
 

@@ -27,15 +27,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import webdataset as wds
+from common import ROOT, datagen_cli, results_path, timed, write_json  # bench/, the script's dir
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 GOAL_SAMPLES_PER_S = 20.0
 SIZE, SUBJECTS = 512, 4
 
@@ -49,13 +47,12 @@ def cpu_model() -> str:
 
 def make_shards(out: Path, n: int) -> Path:
     """n procedural samples at SIZE x SIZE, SUBJECTS subjects each, via the real CLI."""
-    cmd = [
-        sys.executable, "-c", "from datagen.cli import main; main()", "run", "--config", "configs/demo.yaml",
-        "--executor", "local", "--out", str(out),
+    cmd = datagen_cli(
+        "run", "--config", "configs/demo.yaml", "--executor", "local", "--out", str(out),
         "--set", f"run.num_samples={n}", "--set", f"run.width={SIZE}", "--set", f"run.height={SIZE}",
         "--set", f"stages.prompts.num_subjects=[{SUBJECTS},{SUBJECTS}]", "--set", "filters.min_subjects=3",
         "--set", f"stages.repose.identity_size={SIZE}",  # training reads 512x512 identities (identity_size)
-    ]  # fmt: skip
+    )  # fmt: skip
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return out / "final"
 
@@ -77,15 +74,16 @@ def one(members: dict, cfg, mode: str | None, visit: int) -> tuple[float, float,
     from datagen.train.data import decode_sample
 
     key = members["__key__"]
-    t0 = time.perf_counter()
-    decoded = decode_sample(members, key)
-    t1 = time.perf_counter()
-    draw = draw_augment(sample_rng(cfg.seed, 0, key, visit), cfg.augment)
-    if mode is not None:
-        draw = dataclasses.replace(draw, mode=mode)
-    example = build_example(decoded, draw, cfg.resolution, cfg.identity_size)
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, example["n_subjects"]
+    decode_s, decoded = timed(lambda: decode_sample(members, key))
+
+    def augment() -> dict:
+        draw = draw_augment(sample_rng(cfg.seed, 0, key, visit), cfg.augment)
+        if mode is not None:
+            draw = dataclasses.replace(draw, mode=mode)
+        return build_example(decoded, draw, cfg.resolution, cfg.identity_size)
+
+    augment_s, example = timed(augment)
+    return decode_s, augment_s, example["n_subjects"]
 
 
 def measure(samples: list[dict], cfg, mode: str | None, passes: int) -> dict:
@@ -110,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--samples", type=int, help="procedural samples to generate (default 64; --small 6)")
     ap.add_argument("--passes", type=int, help="passes over the samples per timing (default 3; --small 1)")
     ap.add_argument("--shards", type=Path, help="read these shards instead of generating")
-    ap.add_argument("--out", type=Path, default=RESULTS / "train_input.json")
+    ap.add_argument("--out", type=Path, default=results_path("train_input"))
     ap.add_argument("--small", action="store_true", help="a smoke run for the test: figures mean little")
     args = ap.parse_args(argv)
     args.samples = args.samples or (6 if args.small else 64)
@@ -155,8 +153,7 @@ def main(argv: list[str] | None = None) -> None:
                  "measured": overall["samples_per_s"], "met": overall["samples_per_s"] >= GOAL_SAMPLES_PER_S,
                  "comparable": not args.small},
     }  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(json.dumps(report["goal"]))
     print(f"wrote {args.out}")
 

@@ -19,12 +19,14 @@ not); resizing to a training size belongs to the trainer's pipeline.
 - I_C = channel-concat(I_R_asc, I_R_dsc, I_T): uint8 H x W x 3.
 - I_S: the identity images stacked vertically, block i = subject i.
 
-Augmentation parameters are plain arguments; the caller draws them.
+A `Layout` carries what the sample gives (size, subjects, masks + depth, camera); the structure
+mode and the augmentation parameters are plain arguments: the caller draws them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -122,7 +124,9 @@ def jitter_box_2d(box: Sequence[float], aspect: float | None = None, dilate_px: 
     return [int(e) for e in edges]
 
 
-def box2d_region(box: Sequence[float], width: int, height: int, dilate_px: int = 0, aspect: float | None = None) -> np.ndarray:
+def box2d_region(
+    box: Sequence[float], width: int, height: int, dilate_px: int = 0, aspect: float | None = None
+) -> np.ndarray:
     """Bool H x W: the filled (jittered, grown) box, x1/y1 exclusive, clipped to the image."""
     x0, y0, x1, y1 = jitter_box_2d(box, aspect, dilate_px)
     out = np.zeros((height, width), dtype=bool)
@@ -154,7 +158,9 @@ def _box_affine(box: dict, camera: dict, dilate_px: int, aspect: float | None) -
     return c, a
 
 
-def render_box3d(box: dict, camera: dict, width: int, height: int, dilate_px: int = 0, aspect: float | None = None) -> np.ndarray:
+def render_box3d(
+    box: dict, camera: dict, width: int, height: int, dilate_px: int = 0, aspect: float | None = None
+) -> np.ndarray:
     """float64 H x W z-depth of the nearest box surface along each pixel-centre ray; inf = miss.
 
     Rays d = K^-1 [u, v, 1] (z component 1, so the ray parameter t is z-depth) are cast only
@@ -190,7 +196,9 @@ def render_box3d(box: dict, camera: dict, width: int, height: int, dilate_px: in
     return out
 
 
-def box3d_structure(boxes: Sequence[dict], camera: dict, width: int, height: int, dilate_px: int = 0, aspect: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+def box3d_structure(
+    boxes: Sequence[dict], camera: dict, width: int, height: int, dilate_px: int = 0, aspect: float | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
     """(regions, depth): each box's projected solid, and the nearest surface over all (NaN = none)."""
     depths = [render_box3d(b, camera, width, height, dilate_px, aspect) for b in boxes]
     regions = [np.isfinite(z) for z in depths]
@@ -201,54 +209,74 @@ def box3d_structure(boxes: Sequence[dict], camera: dict, width: int, height: int
 # ---------------------------------------------------------------- the control image
 
 
+# eq=False: numpy fields make a generated == ambiguous, and nothing compares layouts.
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """What one sample gives every structure mode: its size, its subjects in identity order, and as
+    the mode needs them, the precise masks + depth ("masks") or the camera ("boxes3d")."""
+
+    width: int
+    height: int
+    subjects: Sequence[dict]
+    camera: dict | None = None
+    masks: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+    @classmethod
+    def from_sample(cls, sample: dict[str, Any]) -> Layout:
+        """The layout of a decoded sample: {"json": meta, "masks": (N,H,W), "depth": (H,W)}."""
+        meta = sample["json"]
+        return cls(
+            int(meta["width"]), int(meta["height"]), meta["subjects"],
+            camera=meta.get("camera"), masks=sample.get("masks"), depth=sample.get("depth"),
+        )  # fmt: skip
+
+
+def _masks_structure(layout: Layout, dilate_px: int) -> tuple[list[np.ndarray], np.ndarray]:
+    if layout.masks is None or layout.depth is None:
+        raise ValueError("mode 'masks' needs the sample's masks and depth")
+    masks = np.asarray(layout.masks, dtype=bool)
+    size = (layout.height, layout.width)
+    if masks.shape[1:] != size or np.shape(layout.depth) != size:
+        raise ValueError(f"masks {masks.shape} / depth {np.shape(layout.depth)} are not {size[0]} x {size[1]}")
+    regions = [dilate_mask(m, dilate_px) for m in masks]
+    # Depth stays on the precise masks: dilation coarsens the routing, but I_T is
+    # subject-only depth, never the background caught in the dilated ring.
+    return regions, encode_depth(layout.depth, masks.any(axis=0))
+
+
+def _boxes3d_structure(layout: Layout, dilate_px: int, aspect: float | None) -> tuple[list[np.ndarray], np.ndarray]:
+    if layout.camera is None:
+        raise ValueError("mode 'boxes3d' needs the sample's camera")
+    boxes = [s["box_3d"] for s in layout.subjects]
+    regions, box_depth = box3d_structure(boxes, layout.camera, layout.width, layout.height, dilate_px, aspect)
+    return regions, encode_depth(box_depth, np.any(regions, axis=0))
+
+
+def _boxes2d_structure(layout: Layout, dilate_px: int, aspect: float | None) -> tuple[list[np.ndarray], np.ndarray]:
+    w, h = layout.width, layout.height
+    regions = [box2d_region(s["box_2d"], w, h, dilate_px, aspect) for s in layout.subjects]
+    return regions, np.zeros((h, w), dtype=np.uint8)
+
+
 def structure(
-    masks: np.ndarray | None,
-    depth: np.ndarray | None,
-    subjects: Sequence[dict],
-    camera: dict | None,
-    mode: StructureMode,
-    width: int,
-    height: int,
-    dilate_px: int = 0,
-    aspect: float | None = None,
+    layout: Layout, mode: StructureMode, dilate_px: int = 0, aspect: float | None = None
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """(per-subject regions, I_T) for one structure mode. `aspect` applies to boxes only."""
     if mode == "masks":
-        if masks is None or depth is None:
-            raise ValueError("mode 'masks' needs the sample's masks and depth")
-        masks = np.asarray(masks, dtype=bool)
-        if masks.shape[1:] != (height, width) or np.shape(depth) != (height, width):
-            raise ValueError(f"masks {masks.shape} / depth {np.shape(depth)} are not {height} x {width}")
-        regions = [dilate_mask(m, dilate_px) for m in masks]
-        # Depth stays on the precise masks: dilation coarsens the routing, but I_T is
-        # subject-only depth, never the background caught in the dilated ring.
-        return regions, encode_depth(depth, masks.any(axis=0))
+        return _masks_structure(layout, dilate_px)
     if mode == "boxes3d":
-        if camera is None:
-            raise ValueError("mode 'boxes3d' needs the sample's camera")
-        regions, box_depth = box3d_structure([s["box_3d"] for s in subjects], camera, width, height, dilate_px, aspect)
-        return regions, encode_depth(box_depth, np.any(regions, axis=0))
+        return _boxes3d_structure(layout, dilate_px, aspect)
     if mode == "boxes2d":
-        regions = [box2d_region(s["box_2d"], width, height, dilate_px, aspect) for s in subjects]
-        return regions, np.zeros((height, width), dtype=np.uint8)
+        return _boxes2d_structure(layout, dilate_px, aspect)
     raise ValueError(f"unknown structure mode {mode!r}; use one of {', '.join(MODES)}")
 
 
-def control_image(
-    masks: np.ndarray | None,
-    depth: np.ndarray | None,
-    subjects: Sequence[dict],
-    camera: dict | None,
-    mode: StructureMode,
-    width: int,
-    height: int,
-    dilate_px: int = 0,
-    aspect: float | None = None,
-) -> np.ndarray:
+def control_image(layout: Layout, mode: StructureMode, dilate_px: int = 0, aspect: float | None = None) -> np.ndarray:
     """I_C = channel-concat(I_R_asc, I_R_dsc, I_T): uint8 height x width x 3."""
-    if len(subjects) == 0:
+    if len(layout.subjects) == 0:
         raise ValueError("control_image needs at least one subject")
-    regions, i_t = structure(masks, depth, subjects, camera, mode, width, height, dilate_px, aspect)
+    regions, i_t = structure(layout, mode, dilate_px, aspect)
     asc, dsc = routing_maps(regions)
     return np.stack([asc, dsc, i_t], axis=-1)
 
@@ -273,10 +301,8 @@ def identity_stack(identities: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     return np.concatenate(ids, axis=0).astype(np.uint8, copy=False)
 
 
-def sample_control(sample: dict[str, Any], mode: StructureMode, dilate_px: int = 0, aspect: float | None = None) -> np.ndarray:
+def sample_control(
+    sample: dict[str, Any], mode: StructureMode, dilate_px: int = 0, aspect: float | None = None
+) -> np.ndarray:
     """control_image for a decoded sample: {"json": meta, "masks": (N,H,W), "depth": (H,W)}."""
-    meta = sample["json"]
-    return control_image(
-        sample.get("masks"), sample.get("depth"), meta["subjects"], meta.get("camera"),
-        mode, int(meta["width"]), int(meta["height"]), dilate_px, aspect,
-    )
+    return control_image(Layout.from_sample(sample), mode, dilate_px, aspect)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from datagen.recipe.conditioning import MODES, control_image, drop_channel, identity_stack
+from datagen.recipe.conditioning import MODES, Layout, control_image, drop_channel, identity_stack
 
 TEMPLATES = (
     "Place these subjects in {background}",
@@ -90,9 +90,8 @@ def build_example(decoded: dict, draw: AugmentDraw, resolution: int, identity_si
     [-1, 1]; prompt, n_subjects, key and the draws.
     """
     meta = decoded["json"]
-    h, w = decoded["depth"].shape
     aspect = None if draw.aspect == 1.0 else draw.aspect
-    control = control_image(decoded["masks"], decoded["depth"], meta["subjects"], meta["camera"], draw.mode, w, h, draw.dilate_px, aspect)  # fmt: skip
+    control = control_image(Layout.from_sample(decoded), draw.mode, draw.dilate_px, aspect)
     if draw.drop_channel is not None:
         control = drop_channel(control, draw.drop_channel)
     r, s = int(resolution), int(identity_size)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datagen.recipe.conditioning import control_image, identity_stack
+from datagen.recipe.conditioning import Layout, control_image, identity_stack
 from datagen.errors import UserError
 from datagen.train.augment import TEMPLATES
 from datagen.train.config import load_train_config
@@ -95,7 +95,7 @@ def conditions(decoded: dict, mode: str, resolution: int, identity_size: int) ->
     missing = [n for n in needs if (meta.get(n) if n == "camera" else decoded.get(n)) is None]
     if missing or (mode == "boxes3d" and any("box_3d" not in s for s in meta["subjects"])):
         raise UserError(f"--mode {mode}: the layout lacks {', '.join(missing) or 'box_3d for every subject'}")
-    control = control_image(decoded["masks"], decoded["depth"], meta["subjects"], meta["camera"], mode, meta["width"], meta["height"])
+    control = control_image(Layout.from_sample(decoded), mode)
     control = np.asarray(Image.fromarray(control).resize((resolution, resolution), Image.NEAREST))
     ids = [np.asarray(Image.fromarray(x).resize((identity_size, identity_size), Image.BICUBIC)) for x in decoded["identities"]]
     return control, identity_stack(ids)

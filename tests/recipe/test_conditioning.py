@@ -1,4 +1,4 @@
-"""The SIGMA-GEN conditioning builders (datagen/conditioning.py) on hand-made and real samples."""
+"""The SIGMA-GEN conditioning builders (datagen/recipe/conditioning.py) on hand-made and real samples."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.spatial import ConvexHull
 
 from datagen.recipe.conditioning import (
+    Layout,
     box2d_region,
     box3d_structure,
     control_image,
@@ -65,7 +66,7 @@ def test_disjoint_masks_route_identically_with_intensities():
 
 def test_overlapping_boxes_differ_exactly_on_the_overlap():
     subjects = [{"box_2d": [10, 10, 50, 40]}, {"box_2d": [30, 20, 80, 70]}]
-    control = control_image(None, None, subjects, None, "boxes2d", W, H)
+    control = control_image(Layout(W, H, subjects), "boxes2d")
     asc, dsc = control[..., 0], control[..., 1]
     overlap = _rect(30, 20, 50, 40)
     np.testing.assert_array_equal(asc != dsc, overlap)
@@ -156,7 +157,7 @@ def test_nearest_box_wins_in_depth():
     np.testing.assert_allclose(depth[near_region], 4.0, atol=1e-9)
     np.testing.assert_allclose(depth[regions[0] & ~near_region], 7.0, atol=1e-9)
     assert np.all(np.isnan(depth[~regions[0]]))
-    control = control_image(None, None, [{"box_3d": far}, {"box_3d": near}], CAM, "boxes3d", W, H)
+    control = control_image(Layout(W, H, [{"box_3d": far}, {"box_3d": near}], camera=CAM), "boxes3d")
     assert np.all(control[near_region, 2] == 255)
     assert np.all(control[regions[0] & ~near_region, 2] == 1)
     assert np.all(control[~regions[0], 2] == 0)
@@ -179,7 +180,7 @@ def test_box3d_augmentations_grow_and_reshape():
 
 def test_boxes2d_regions_are_rectangles_and_structure_is_empty():
     subjects = [{"box_2d": [5, 6, 20, 30]}, {"box_2d": [60, 50, 128, 96]}]
-    control = control_image(None, None, subjects, None, "boxes2d", W, H)
+    control = control_image(Layout(W, H, subjects), "boxes2d")
     assert control.shape == (H, W, 3) and control.dtype == np.uint8
     assert not control[..., 2].any()
     np.testing.assert_array_equal(control[..., 0] == 10, _rect(5, 6, 20, 30))
@@ -213,7 +214,7 @@ def test_masks_mode_keeps_depth_on_the_precise_masks():
     depth[10:20, 10:20] = 2.0
     depth[30:50, 40:60] = 4.0
     depth[30:32, 40:42] = np.nan
-    control = control_image(masks, depth, [{}, {}], CAM, "masks", W, H, dilate_px=2)
+    control = control_image(Layout(W, H, [{}, {}], camera=CAM, masks=masks, depth=depth), "masks", dilate_px=2)
     np.testing.assert_array_equal(control[..., 0] == 10, dilate_mask(masks[0], 2))
     np.testing.assert_array_equal(control[..., 2] > 0, masks.any(0) & np.isfinite(depth))
     assert np.all(control[10:20, 10:20, 2] == 255) and np.all(control[32:50, 40:60, 2] == 1)
@@ -226,9 +227,51 @@ def test_drop_channel_and_bad_inputs():
     with pytest.raises(ValueError):
         drop_channel(control, 3)
     with pytest.raises(ValueError, match="mode"):
-        control_image(None, None, [{"box_2d": [0, 0, 1, 1]}], None, "boxes", W, H)
+        control_image(Layout(W, H, [{"box_2d": [0, 0, 1, 1]}]), "boxes")
     with pytest.raises(ValueError):
-        control_image(np.zeros((1, H, W + 1), bool), np.zeros((H, W + 1)), [{}], CAM, "masks", W, H)
+        control_image(Layout(W, H, [{}], masks=np.zeros((1, H, W + 1), bool), depth=np.zeros((H, W + 1))), "masks")
+
+
+def _two_subject_layout() -> Layout:
+    masks = np.stack([_rect(10, 10, 30, 25), _rect(50, 40, 90, 70)])
+    depth = np.full((H, W), 5.0, dtype=np.float32)
+    subjects = [
+        {"box_2d": [10, 10, 30, 25], "box_3d": make_box3d([-0.5, -0.3, 5.0], [1.0, 0.6, 1.0], np.eye(3))},
+        {"box_2d": [50, 40, 90, 70], "box_3d": make_box3d([0.8, 0.5, 6.0], [1.2, 1.0, 1.0], _rot([0, 1, 0], 0.4))},
+    ]
+    return Layout(W, H, subjects, camera=CAM, masks=masks, depth=depth)
+
+
+def test_control_image_routes_each_modes_augmented_regions():
+    layout = _two_subject_layout()
+    boxes_3d = [s["box_3d"] for s in layout.subjects]
+    expected = {
+        "masks": [dilate_mask(m, 2) for m in layout.masks],
+        "boxes3d": box3d_structure(boxes_3d, CAM, W, H, dilate_px=2, aspect=1.3)[0],
+        "boxes2d": [box2d_region(s["box_2d"], W, H, dilate_px=2, aspect=1.3) for s in layout.subjects],
+    }
+    for mode, regions in expected.items():
+        control = control_image(layout, mode, dilate_px=2, aspect=1.3)
+        asc, dsc = routing_maps(regions)
+        np.testing.assert_array_equal(control[..., 0], asc, err_msg=mode)
+        np.testing.assert_array_equal(control[..., 1], dsc, err_msg=mode)
+    # A decoded sample gives the same layout.
+    sample = {"json": {"width": W, "height": H, "subjects": layout.subjects, "camera": CAM},
+              "masks": layout.masks, "depth": layout.depth}  # fmt: skip
+    for mode in ("masks", "boxes3d", "boxes2d"):
+        np.testing.assert_array_equal(sample_control(sample, mode, 1, 0.8), control_image(layout, mode, 1, 0.8))
+
+
+def test_layout_lacking_what_the_mode_needs_is_refused():
+    full = _two_subject_layout()
+    with pytest.raises(ValueError, match="masks and depth"):
+        control_image(Layout(W, H, full.subjects, camera=CAM, masks=full.masks), "masks")
+    with pytest.raises(ValueError, match="camera"):
+        control_image(Layout(W, H, full.subjects), "boxes3d")
+    with pytest.raises(ValueError, match="at least one subject"):
+        control_image(Layout(W, H, []), "boxes2d")
+    with pytest.raises(AttributeError):
+        full.width = 64  # frozen: one layout serves every mode and draw unchanged
 
 
 def test_identity_stack_order_and_size_check():
