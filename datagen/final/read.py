@@ -16,8 +16,7 @@ import numpy as np
 
 from datagen.errors import ShardReadError, UserError
 from datagen.final.decode import BadSample, decode_sample
-from datagen.pipeline.markers import final_shards as counted_final_shards
-from datagen.pipeline.markers import read_marker
+from datagen.pipeline.markers import final_shard_states, read_marker
 from datagen.store.paths import RunPaths, stats_beside
 from datagen.schema import KEY_RE, crop_field
 from datagen.store.shards import read_tar
@@ -47,14 +46,18 @@ class FinalSample:
 
 def final_shards(run_dir: Path) -> list[Path]:
     """The run's final shards that count (current settings, as `datagen status` counts them), in
-    shard order. UserError when there are none."""
+    shard order. UserError when there are none, or when a committed one is damaged."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a datagen run (no such directory)")
     from datagen.config import load_run_config
 
     paths = RunPaths(run_dir)
-    shards = [paths.final_tar(shard) for shard, _ in counted_final_shards(load_run_config(run_dir), paths)]
+    states = final_shard_states(load_run_config(run_dir), paths)
+    damaged = [damage for _, _, damage in states if damage]
+    if damaged:  # never read past a finished shard that went missing or was cut short
+        raise UserError(f"{damaged[0]}; run the `datagen run` that made it again to redo it")
+    shards = [paths.final_tar(shard) for shard, marker, _ in states if marker is not None]
     if not shards:
         raise UserError(f"{run_dir}: no final shards in {paths.final_dir} (run `datagen run` to finish it first)")
     return shards

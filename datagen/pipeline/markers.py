@@ -131,6 +131,21 @@ class RunMarkers:
             return None
         return marker
 
+    def damage(self, stage: str, shard: int, fingerprint: str) -> str | None:
+        """Why a current marker's output is there but no longer matches it (another size), else None.
+
+        Such an output does not count (resume redoes it), but a reader must not skip it silently.
+        An output that is gone altogether is simply not there to read (status shows it pending)."""
+        marker = self.read(stage, shard)
+        if marker is None or marker.get("fingerprint") != fingerprint:
+            return None
+        tar = self.output_tar(stage, shard)
+        try:
+            size = tar.stat().st_size
+        except OSError:
+            return None
+        return None if size == marker.get("size") else f"{tar}: damaged ({size} bytes, its marker says {marker.get('size')})"
+
     def failure(self, stage: str, shard: int, fingerprint: str) -> dict[str, Any] | None:
         """The failure marker of this (stage, shard) under the current settings, else None."""
         failed = read_marker(self.paths.failed_marker(stage, shard))
@@ -193,13 +208,18 @@ class RunMarkers:
 
 def final_shards(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict[str, Any]]]:
     """(shard, stats marker) of every final shard that counts, in shard order."""
+    return [(shard, marker) for shard, marker, _ in final_shard_states(cfg, paths) if marker is not None]
+
+
+def final_shard_states(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict[str, Any] | None, str | None]]:
+    """(shard, stats marker if it counts, damage if its current output was damaged) per shard."""
     markers = RunMarkers(cfg, paths)
-    found = []
+    states = []
     for shard in range(cfg.num_shards):
-        marker = markers.counted(markers.final, shard, stage_fingerprints(cfg, shard)[markers.final])
-        if marker is not None:
-            found.append((shard, marker))
-    return found
+        fingerprint = stage_fingerprints(cfg, shard)[markers.final]
+        marker = markers.counted(markers.final, shard, fingerprint)
+        states.append((shard, marker, None if marker else markers.damage(markers.final, shard, fingerprint)))
+    return states
 
 
 def final_kept(cfg: RunConfig, paths: RunPaths) -> tuple[int, int]:
