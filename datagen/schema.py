@@ -1,4 +1,4 @@
-"""The sigma-set/1 data contract (FORMAT.md): keys, member names and the metadata object.
+"""The sigma-set data contract (FORMAT.md), /1 and /2: keys, member names and the metadata object.
 
 The final writer, the validators, the exporters and the trainer import it; no other module
 defines keys or field names.
@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "sigma-set/1"
+SCHEMA_V1 = "sigma-set/1"
+SCHEMA_V2 = "sigma-set/2"
+SCHEMA_VERSION = SCHEMA_V1  # what the final writer writes today (sigma-set/2 lands with its writer)
+READABLE_SCHEMAS = (SCHEMA_V1, SCHEMA_V2)
 
 KEY_RE = re.compile(r"^\d{6}_\d{6}$")
 # A member of a shard: `<key>.<field>`, field made of safe characters only. Checked on every
@@ -21,6 +24,10 @@ MEMBER_RE = re.compile(r"^(\d{6}_\d{6})\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)$")
 IMAGE_FIELDS = ("png", "jpg")
 JSON_FIELD = "json"
 DEPTH_FIELD = "depth.npy"
+# sigma-set/2: the same five members in every sample, whatever its subject count.
+DEPTH_PNG_FIELD = "depth.png"
+INSTANCES_FIELD = "instances.png"
+IDENTITIES_FIELD = "identities.png"
 
 
 def sample_key(shard: int, index: int) -> str:
@@ -58,6 +65,7 @@ class Box3D(_Strict):
 class IdentitySize(_Strict):
     width: int
     height: int
+    source: Literal["repose", "reference"] | None = None  # sigma-set/2: how the identity was made
 
 
 class Subject(BaseModel):
@@ -91,6 +99,18 @@ class Camera(_Strict):
 class DepthInfo(_Strict):
     units: Literal["m"] = "m"
     source: str
+    # sigma-set/2's depth.png: z = exp(log_min + (v - 1) * (log_max - log_min) / 65534), v > 0
+    encoding: Literal["log16"] | None = None
+    log_min: float | None = None
+    log_max: float | None = None
+
+
+class Source(_Strict):
+    """Where a sigma-set/2 sample came from."""
+
+    kind: Literal["generated", "ingested"]
+    dataset: str
+    id: str
 
 
 class Generation(_Strict):
@@ -118,7 +138,7 @@ class Truth(_Strict):
 class SampleMeta(BaseModel):
     model_config = ConfigDict(extra="allow")  # stage-named sections are allowed (FORMAT.md)
 
-    schema_: Literal["sigma-set/1"] = Field(SCHEMA_VERSION, alias="schema")
+    schema_: Literal["sigma-set/1", "sigma-set/2"] = Field(SCHEMA_VERSION, alias="schema")
     key: str = Field(pattern=KEY_RE.pattern)
     width: int
     height: int
@@ -129,3 +149,17 @@ class SampleMeta(BaseModel):
     generation: Generation
     provenance: Provenance
     truth: Truth | None = None
+    source: Source | None = None
+
+    @model_validator(mode="after")
+    def _v2_says_more(self) -> SampleMeta:
+        if self.schema_ != SCHEMA_V2:
+            return self
+        if self.source is None:
+            raise ValueError("sigma-set/2 needs source")
+        d = self.depth
+        if d.encoding != "log16" or d.log_min is None or d.log_max is None or d.log_max < d.log_min:
+            raise ValueError("sigma-set/2 needs depth.encoding log16 with log_min <= log_max")
+        if any(subject.identity.source is None for subject in self.subjects):
+            raise ValueError("sigma-set/2 needs subjects[i].identity.source")
+        return self

@@ -1,8 +1,9 @@
-"""Decode one final (sigma-set/1) sample from its raw members, checking it as it goes.
+"""Decode one final sample (sigma-set/1 or /2) from its raw members, checking it as it goes.
 
-Shared by the trainer, `datagen sample`, the exporter and the viewers. Only the fields FORMAT.md
-names are decoded, each by its own handler (PIL for images, `numpy.load(allow_pickle=False)`
-for depth): nothing is ever unpickled.
+Shared by the trainer, `datagen sample`, the exporter and the viewers: whatever the version,
+they get the same arrays (per-subject masks, metric depth, identity images). Only the fields
+FORMAT.md names are decoded, each by its own handler (PIL for images, `numpy.load(allow_pickle=
+False)` for /1 depth, log16 for /2 depth): nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -17,15 +18,21 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 
+from datagen.recipe.instances import decode_instances
 from datagen.schema import (
     DEPTH_FIELD,
+    DEPTH_PNG_FIELD,
+    IDENTITIES_FIELD,
     IMAGE_FIELDS,
+    INSTANCES_FIELD,
     JSON_FIELD,
-    SCHEMA_VERSION,
+    READABLE_SCHEMAS,
+    SCHEMA_V2,
     SampleMeta,
     identity_field,
     mask_field,
 )
+from datagen.store.depth_png import LogRange, decode_depth_png
 
 MASK_RE = re.compile(r"^mask_\d+\.png$")
 ID_RE = re.compile(r"^id_\d+\.png$")
@@ -34,7 +41,7 @@ _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zlib.error, Image.D
 
 
 class BadSample(ValueError):
-    """A sample that breaks sigma-set/1; `reason` is the counter it lands in."""
+    """A sample that breaks sigma-set; `reason` is the counter it lands in."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -43,7 +50,7 @@ class BadSample(ValueError):
 
 class WrongSchema(BadSample):
     def __init__(self, found: Any):
-        super().__init__("schema", f"schema {found!r}, expected {SCHEMA_VERSION!r}")
+        super().__init__("schema", f"schema {found!r}, expected one of {', '.join(READABLE_SCHEMAS)}")
         self.found = found
 
 
@@ -70,13 +77,13 @@ def _meta(members: dict[str, bytes], key: str) -> dict:
         raise BadSample("json", f"bad json: {e}") from None
     if not isinstance(meta, dict):
         raise BadSample("json", "json is not an object")
-    if meta.get("schema") != SCHEMA_VERSION:
+    if meta.get("schema") not in READABLE_SCHEMAS:
         raise WrongSchema(meta.get("schema"))
     try:
         SampleMeta.model_validate(meta)
     except ValidationError as e:
         first = e.errors()[0]
-        raise BadSample("json", f"json breaks sigma-set/1 at {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise BadSample("json", f"json breaks {meta['schema']} at {'.'.join(map(str, first['loc'])) or '(top level)'}: {first['msg']}") from None
     if meta["key"] != key:
         raise BadSample("json", f"json key {meta['key']!r} is not the member key {key!r}")
     if not meta["subjects"]:
@@ -86,9 +93,47 @@ def _meta(members: dict[str, bytes], key: str) -> dict:
 
 def decode_sample(members: dict[str, bytes], key: str) -> dict:
     """One sample's raw members -> {key, json, image (H,W,3) uint8, masks (N,H,W) bool,
-    depth (H,W) float32, identities (N,h,w,3) uint8}. Raises BadSample. Other members (crops,
-    control.png, anything unknown, `__url__`-style keys) are ignored, never decoded."""
+    depth (H,W) float32, identities (N,h,w,3) uint8}, for sigma-set/1 and /2 alike. Raises
+    BadSample. Other members (crops, control.png, anything unknown, `__url__`-style keys) are
+    ignored, never decoded."""
     meta = _meta(members, key)
+    decode = _decode_v2 if meta["schema"] == SCHEMA_V2 else _decode_v1
+    return {"key": key, "json": meta, **decode(meta, members)}
+
+
+def _target(meta: dict, members: dict[str, bytes]) -> np.ndarray:
+    image_field = next((f for f in IMAGE_FIELDS if f in members), None)
+    if image_field is None:
+        raise BadSample("missing", "no png or jpg target image")
+    return _image(members[image_field], "RGB", image_field, (int(meta["width"]), int(meta["height"])))
+
+
+def _decode_v2(meta: dict, members: dict[str, bytes]) -> dict:
+    n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
+    missing = [f for f in (DEPTH_PNG_FIELD, INSTANCES_FIELD, IDENTITIES_FIELD) if f not in members]
+    if missing:
+        raise BadSample("missing", f"no {', '.join(missing)}")
+    image = _target(meta, members)
+    try:
+        depth = decode_depth_png(members[DEPTH_PNG_FIELD], LogRange(meta["depth"]["log_min"], meta["depth"]["log_max"]))
+    except _IMAGE_ERRORS as e:
+        raise BadSample("depth", f"{DEPTH_PNG_FIELD} unreadable ({e.__class__.__name__}: {e})") from None
+    if depth.shape != (h, w):
+        raise BadSample("shape", f"{DEPTH_PNG_FIELD} is {depth.shape[1]}x{depth.shape[0]}, expected {w}x{h}")
+    instances = _image(members[INSTANCES_FIELD], "L", INSTANCES_FIELD, (w, h))
+    try:
+        masks = np.stack(decode_instances(instances, n))
+    except ValueError as e:
+        raise BadSample("count", str(e)) from None
+    size = meta["subjects"][0]["identity"]
+    if any(s["identity"]["width"] != size["width"] or s["identity"]["height"] != size["height"] for s in meta["subjects"]):
+        raise BadSample("shape", "identity sizes differ between subjects")
+    stacked = _image(members[IDENTITIES_FIELD], "RGB", IDENTITIES_FIELD, (size["width"], n * size["height"]))
+    identities = stacked.reshape(n, size["height"], size["width"], 3)
+    return {"image": image, "masks": masks, "depth": depth, "identities": identities}
+
+
+def _decode_v1(meta: dict, members: dict[str, bytes]) -> dict:
     n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
     fields = set(members)
     n_masks, n_ids = sum(bool(MASK_RE.match(f)) for f in fields), sum(bool(ID_RE.match(f)) for f in fields)
@@ -97,10 +142,7 @@ def decode_sample(members: dict[str, bytes], key: str) -> dict:
     missing = [f for f in [mask_field(i) for i in range(n)] + [identity_field(i) for i in range(n)] if f not in fields]
     if missing:
         raise BadSample("count", f"missing {', '.join(missing)}")
-    image_field = next((f for f in IMAGE_FIELDS if f in fields), None)
-    if image_field is None:
-        raise BadSample("missing", "no png or jpg target image")
-    image = _image(members[image_field], "RGB", image_field, (w, h))
+    image = _target(meta, members)
     if DEPTH_FIELD not in fields:
         raise BadSample("missing", "no depth.npy")
     try:
@@ -113,4 +155,4 @@ def decode_sample(members: dict[str, bytes], key: str) -> dict:
     ids = [_image(members[identity_field(i)], "RGB", identity_field(i), None) for i in range(n)]
     if len({x.shape for x in ids}) != 1:
         raise BadSample("shape", f"identity images differ in size: {sorted({x.shape[:2] for x in ids})}")
-    return {"key": key, "json": meta, "image": image, "masks": masks, "depth": depth.astype(np.float32, copy=False), "identities": np.stack(ids)}  # fmt: skip
+    return {"image": image, "masks": masks, "depth": depth.astype(np.float32, copy=False), "identities": np.stack(ids)}

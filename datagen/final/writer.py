@@ -1,4 +1,5 @@
-"""Turn a finished in-flight sample into sigma-set/1 members (FORMAT.md)."""
+"""Turn a finished in-flight sample into sigma-set members (FORMAT.md): /1 today, and the
+encoder of sigma-set/2's five members (`encode_v2`), which the writer switches to next."""
 
 from __future__ import annotations
 
@@ -10,7 +11,20 @@ from datagen import __version__
 from datagen.store.codec import encode_json, encode_jpg, encode_npy, encode_png, round_floats
 from datagen.config import RunConfig
 from datagen.store.inflight import Sample
-from datagen.schema import SCHEMA_VERSION, SampleMeta, crop_field, identity_field, mask_field, routing_intensity
+from datagen.recipe.instances import encode_instances
+from datagen.schema import (
+    DEPTH_PNG_FIELD,
+    IDENTITIES_FIELD,
+    INSTANCES_FIELD,
+    SCHEMA_V2,
+    SCHEMA_VERSION,
+    SampleMeta,
+    crop_field,
+    identity_field,
+    mask_field,
+    routing_intensity,
+)
+from datagen.store.depth_png import encode_depth_png
 
 # Working keys of the in-flight subject dicts that the format does not carry.
 _INTERNAL_SUBJECT_KEYS = ("sid", "truth_box_3d")
@@ -88,3 +102,27 @@ def final_members(s: Sample, cfg: RunConfig) -> list[tuple[str, bytes]]:
         if out.write_crops:
             fields[crop_field(i)] = encode_png(crop_rgba(image, masks[i], subj["box_2d"]), level)
     return [(f"{s.key}.{name}", data) for name, data in sorted(fields.items())]
+
+
+def encode_v2(
+    meta: dict[str, Any], image: np.ndarray, masks: np.ndarray, depth: np.ndarray, identities: np.ndarray,
+    *, png_level: int = 6, image_format: str = "png", jpeg_quality: int = 95,
+) -> dict[str, bytes]:  # fmt: skip
+    """sigma-set/2's members of one sample: field -> bytes. `meta` must carry `source` and every
+    subject's `identity.source`; `masks` must be exclusive (recipe.instances.exclusive_by_depth)."""
+    depth_png, log_range = encode_depth_png(np.asarray(depth, dtype=np.float32), png_level)
+    meta = {**meta, "schema": SCHEMA_V2, "depth": {**meta["depth"], **log_range.to_json()}}
+    meta = round_floats(meta)
+    SampleMeta.model_validate(meta)
+    n, (h, w) = len(identities), identities.shape[1:3]
+    fields = {
+        "json": encode_json(meta),
+        DEPTH_PNG_FIELD: depth_png,
+        INSTANCES_FIELD: encode_png(encode_instances(list(masks)), png_level),
+        IDENTITIES_FIELD: encode_png(np.ascontiguousarray(identities).reshape(n * h, w, 3), png_level),
+    }
+    if image_format == "png":
+        fields["png"] = encode_png(image, png_level)
+    else:
+        fields["jpg"] = encode_jpg(image, jpeg_quality)
+    return dict(sorted(fields.items()))

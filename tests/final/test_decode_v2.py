@@ -1,0 +1,73 @@
+"""The one decoder reads sigma-set/1 and /2 alike: a /1 sample of a finished run, re-encoded as
+/2's five members (exclusive masks), decodes to the same image and identities, the exclusive
+masks, and depth within log16's bound; /2's extra promises are checked."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from datagen.final.decode import BadSample, decode_sample
+from datagen.final.read import iter_final_samples
+from datagen.final.writer import encode_v2
+from datagen.recipe.instances import exclusive_by_depth
+from datagen.store.codec import decode_json, encode_json
+
+
+def _as_v2(sample):
+    meta = copy.deepcopy(sample.meta)
+    meta["source"] = {"kind": "generated", "dataset": meta["provenance"]["run_id"], "id": sample.key}
+    for subject in meta["subjects"]:
+        subject["identity"]["source"] = "repose"
+    masks = np.stack(exclusive_by_depth(list(sample.masks), sample.depth))
+    return encode_v2(meta, sample.image, masks, sample.depth, sample.identities), masks
+
+
+def test_a_v2_sample_decodes_to_the_same_arrays_as_its_v1_original(finished_run):
+    for sample in iter_final_samples(finished_run, limit=4):
+        fields, masks = _as_v2(sample)
+        assert sorted(fields) == ["depth.png", "identities.png", "instances.png", "json", "png"]
+        got = decode_sample(fields, sample.key)
+        assert got["json"]["schema"] == "sigma-set/2"
+        assert np.array_equal(got["image"], sample.image)
+        assert np.array_equal(got["identities"], sample.identities)
+        assert np.array_equal(got["masks"], masks) and not np.any(got["masks"].sum(axis=0) > 1)
+        known = np.isfinite(sample.depth) & (sample.depth > 0)
+        assert np.array_equal(np.isnan(got["depth"]), ~known)
+        assert np.max(np.abs(got["depth"][known] / sample.depth[known] - 1)) <= 1e-4
+        v1 = decode_sample(sample.members, sample.key)  # and /1 still reads as before
+        assert v1["json"]["schema"] == "sigma-set/1" and np.array_equal(v1["masks"], sample.masks)
+
+
+def test_v2_promises_are_checked(finished_run):
+    sample = next(iter_final_samples(finished_run))
+    fields, _ = _as_v2(sample)
+
+    def broken(change):
+        meta = decode_json(fields["json"])
+        change(meta)
+        return {**fields, "json": encode_json(meta)}
+
+    with pytest.raises(BadSample, match="needs source"):
+        decode_sample(broken(lambda m: m.pop("source")), sample.key)
+    with pytest.raises(BadSample, match="identity.source"):
+        decode_sample(broken(lambda m: m["subjects"][0]["identity"].pop("source")), sample.key)
+    with pytest.raises(BadSample, match="log16"):
+        decode_sample(broken(lambda m: m["depth"].pop("log_min")), sample.key)
+    with pytest.raises(BadSample, match="no instances.png"):
+        decode_sample({k: v for k, v in fields.items() if k != "instances.png"}, sample.key)
+    with pytest.raises(BadSample, match=r"instances.png: value \d+ but only 2 subjects"):
+        decode_sample(broken(lambda m: m.update(subjects=m["subjects"][:2])), sample.key)
+    with pytest.raises(BadSample, match="expected one of sigma-set/1, sigma-set/2"):
+        decode_sample(broken(lambda m: m.update(schema="sigma-set/9")), sample.key)
+
+
+def test_encode_v2_refuses_overlapping_masks(finished_run):
+    sample = next(iter_final_samples(finished_run))
+    meta = copy.deepcopy(sample.meta)
+    meta["source"] = {"kind": "generated", "dataset": "d", "id": sample.key}
+    for subject in meta["subjects"]:
+        subject["identity"]["source"] = "repose"
+    overlapping = np.stack([sample.masks[0], sample.masks[0]] + list(sample.masks[2:]))
+    with pytest.raises(ValueError, match="overlaps"):
+        encode_v2(meta, sample.image, overlapping, sample.depth, sample.identities)
