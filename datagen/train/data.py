@@ -32,7 +32,7 @@ import webdataset as wds
 from datagen.errors import UserError
 from datagen.final.decode import BadSample, decode_sample
 from datagen.models.hub import require
-from datagen.schema import JSON_FIELD, SCHEMA_VERSION
+from datagen.schema import JSON_FIELD, READABLE_SCHEMAS
 from datagen.train.augment import build_example, draw_augment, sample_rng
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _first_sample(url: str) -> tuple[dict | None, BaseException | None]:
 
 
 def validate_data(data: str | Path | list[str]) -> list[str]:
-    """Before training: the data exists and is sigma-set/1 (first sample of the first readable
+    """Before training: the data exists and is sigma-set/1 or /2 (first sample of the first readable
     shard). Returns the shard URLs; raises UserError in one line otherwise."""
     urls = list_shards(data)
     where = data if isinstance(data, (str, Path)) else ", ".join(map(str, data)) or "[]"
@@ -127,10 +127,10 @@ def validate_data(data: str | Path | list[str]) -> list[str]:
         try:
             meta = json.loads(raw[JSON_FIELD]) if JSON_FIELD in raw else None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise UserError(f"{url}: sample {raw.get('__key__')} has bad json ({e}); not a {SCHEMA_VERSION} shard") from None
+            raise UserError(f"{url}: sample {raw.get('__key__')} has bad json ({e}); not a sigma-set shard") from None
         found = meta.get("schema") if isinstance(meta, dict) else None
-        if found != SCHEMA_VERSION:
-            raise UserError(f"{url}: schema {found!r}, expected {SCHEMA_VERSION!r}: this trainer reads sigma-set/1 shards only")
+        if found not in READABLE_SCHEMAS:
+            raise UserError(f"{url}: schema {found!r}, expected one of {', '.join(READABLE_SCHEMAS)}")
         return urls
     raise UserError(f"no readable shard at {where} ({len(urls)} tried; first: {problems[0]})")
 

@@ -143,7 +143,7 @@ def _evil_pickle(marker: Path) -> bytes:
         ),
         (
             "schema",
-            lambda f, b: json.dumps({**json.loads(b), "schema": "sigma-set/2"}).encode() if f == "json" else b,
+            lambda f, b: json.dumps({**json.loads(b), "schema": "sigma-set/9"}).encode() if f == "json" else b,
         ),
         ("count", lambda f, b: None if f == "mask_01.png" else b),
         ("count", lambda f, b: None if f == "id_00.png" else b),
@@ -390,14 +390,14 @@ def test_validate_data_errors(run_dir, tmp_path):
 
     shard = min((run_dir / "final").glob("shard-*.tar"))
 
-    def v2(name: str, b: bytes) -> bytes:
-        return json.dumps({**json.loads(b), "schema": "sigma-set/2"}).encode() if name.endswith(".json") else b
+    def unknown(name: str, b: bytes) -> bytes:
+        return json.dumps({**json.loads(b), "schema": "sigma-set/9"}).encode() if name.endswith(".json") else b
 
-    other = rewrite(shard, tmp_path / "other.tar", v2)
+    other = rewrite(shard, tmp_path / "other.tar", unknown)
     with pytest.raises(UserError) as e:
         D.validate_data([str(other)])
     msg = str(e.value)
-    assert str(other) in msg and "'sigma-set/2'" in msg and "\n" not in msg
+    assert str(other) in msg and "'sigma-set/9'" in msg and "\n" not in msg
 
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"\x00garbage" * 64)
