@@ -34,3 +34,33 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
 
 def final_bytes(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((run_dir / "final").glob("shard-*.tar"))}
+
+
+def rewrite_as_v2(run_dir: Path) -> None:
+    """Re-encode a finished run's final shards as sigma-set/2 in place (masks made exclusive by
+    depth order, stats markers updated), for reader tests until the pipeline writes /2 itself."""
+    import json
+
+    import numpy as np
+
+    from datagen.final.decode import decode_sample
+    from datagen.final.writer import encode_v2
+    from datagen.recipe.instances import exclusive_by_depth
+    from datagen.store.paths import stats_beside
+    from datagen.store.shards import commit_tar, read_tar
+
+    for shard in sorted((Path(run_dir) / "final").glob("shard-*.tar")):
+        members = []
+        for key, fields in sorted(read_tar(shard).items()):
+            d = decode_sample(fields, key)
+            meta = d["json"]
+            meta["source"] = {"kind": "generated", "dataset": meta["provenance"]["run_id"], "id": key}
+            for subject in meta["subjects"]:
+                subject["identity"]["source"] = "repose"
+            masks = np.stack(exclusive_by_depth(list(d["masks"]), d["depth"]))
+            encoded = encode_v2(meta, d["image"], masks, d["depth"], d["identities"])
+            members += [(f"{key}.{name}", data) for name, data in encoded.items()]
+        sha, size = commit_tar(shard, members)
+        stats = json.loads(stats_beside(shard).read_text())
+        stats.update(sha256=sha, size=size)
+        stats_beside(shard).write_text(json.dumps(stats))

@@ -18,7 +18,9 @@ from datagen.errors import ShardReadError, UserError
 from datagen.final.decode import BadSample, decode_sample
 from datagen.pipeline.markers import final_shard_states, read_marker
 from datagen.store.paths import RunPaths, stats_beside
-from datagen.schema import KEY_RE, crop_field
+from datagen.final.writer import crop_rgba
+from datagen.schema import KEY_RE, SCHEMA_V1, crop_field, identity_field, mask_field
+from datagen.store.codec import encode_png
 from datagen.store.shards import read_tar
 
 
@@ -39,9 +41,28 @@ class FinalSample:
     def subjects(self) -> list[dict[str, Any]]:
         return self.meta["subjects"]
 
+    @property
+    def schema(self) -> str:
+        return self.meta["schema"]
+
+    def mask_png(self, i: int) -> bytes:
+        """Subject i's mask as a PNG (0/255): stored in /1, derived from instances.png in /2."""
+        if self.schema == SCHEMA_V1:
+            return self.members[mask_field(i)]
+        return encode_png((self.masks[i] * 255).astype(np.uint8))
+
+    def identity_png(self, i: int) -> bytes:
+        """Subject i's identity image as a PNG: stored in /1, cut from identities.png in /2."""
+        if self.schema == SCHEMA_V1:
+            return self.members[identity_field(i)]
+        return encode_png(self.identities[i])
+
     def crop(self, i: int) -> bytes | None:
-        """Subject i's RGBA crop PNG as stored (None when the run wrote no crops)."""
-        return self.members.get(crop_field(i))
+        """Subject i's RGBA crop PNG: as stored in /1 (None when the run wrote no crops),
+        derived in /2 (the target inside box_2d, alpha = the subject's exclusive mask)."""
+        if self.schema == SCHEMA_V1:
+            return self.members.get(crop_field(i))
+        return encode_png(crop_rgba(self.image, self.masks[i], self.subjects[i]["box_2d"]))
 
 
 def final_shards(run_dir: Path) -> list[Path]:

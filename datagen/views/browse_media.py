@@ -106,7 +106,7 @@ def write_sample_media(sample: FinalSample, dest: Path) -> SampleMedia:
     identities, crops = [], []
     for i in range(n):
         identities.append(identity_field(i))
-        (dest / identity_field(i)).write_bytes(sample.members[identity_field(i)])
+        (dest / identity_field(i)).write_bytes(sample.identity_png(i))
         crop = sample.crop(i)
         crops.append(crop_field(i) if crop is not None else None)
         if crop is not None:

@@ -3,6 +3,7 @@
 masks, and depth within log16's bound; /2's extra promises are checked."""
 
 import copy
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from datagen.final.decode import BadSample, decode_sample
 from datagen.final.read import iter_final_samples
 from datagen.final.writer import encode_v2
 from datagen.recipe.instances import exclusive_by_depth
-from datagen.store.codec import decode_json, encode_json
+from datagen.store.codec import decode_image, decode_json, encode_json
+from helpers import rewrite_as_v2, run_cli
 
 
 def _as_v2(sample):
@@ -71,3 +73,34 @@ def test_encode_v2_refuses_overlapping_masks(finished_run):
     overlapping = np.stack([sample.masks[0], sample.masks[0]] + list(sample.masks[2:]))
     with pytest.raises(ValueError, match="overlaps"):
         encode_v2(meta, sample.image, overlapping, sample.depth, sample.identities)
+
+
+@pytest.fixture(scope="module")
+def v2_run(finished_run, tmp_path_factory):
+    run = shutil.copytree(finished_run, tmp_path_factory.mktemp("v2") / "run")
+    rewrite_as_v2(run)
+    return run
+
+
+def test_readers_give_the_same_sample_from_a_v1_run_and_its_v2_copy(finished_run, v2_run):
+    pairs = list(zip(iter_final_samples(finished_run), iter_final_samples(v2_run), strict=True))
+    assert len(pairs) == sum(1 for _ in iter_final_samples(finished_run)) > 0
+    for one, two in pairs:
+        assert (one.key, one.schema, two.schema) == (two.key, "sigma-set/1", "sigma-set/2")
+        assert np.array_equal(two.image, one.image) and np.array_equal(two.identities, one.identities)
+        assert np.array_equal(two.masks, np.stack(exclusive_by_depth(list(one.masks), one.depth)))
+        for i in range(len(one.subjects)):
+            assert np.array_equal(decode_image(two.identity_png(i)), decode_image(one.identity_png(i)))
+            assert np.array_equal(decode_image(two.mask_png(i)) > 127, two.masks[i])
+            crop = decode_image(two.crop(i))
+            x0, y0, x1, y1 = two.subjects[i]["box_2d"]
+            assert crop.shape == (y1 - y0, x1 - x0, 4)
+            assert np.array_equal(crop[..., 3] > 0, two.masks[i][y0:y1, x0:x1])
+
+
+def test_show_and_browse_read_a_v2_run(finished_run, v2_run, tmp_path):
+    assert run_cli("show", str(v2_run), "--out", str(tmp_path / "sheet.png")).returncode == 0
+    done = run_cli("browse", str(v2_run), "--out", str(tmp_path / "site"))
+    assert done.returncode == 0, done.stderr
+    pages = list((tmp_path / "site").rglob("id_00.png"))
+    assert len(pages) == sum(1 for _ in iter_final_samples(finished_run))
