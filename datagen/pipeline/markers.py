@@ -83,10 +83,6 @@ class RunMarkers:
         self.cfg, self.paths = cfg, paths
         self.order = tuple(cfg.stages.order)
 
-    @classmethod
-    def of(cls, cfg: RunConfig, paths: RunPaths) -> RunMarkers:
-        return cls(cfg, paths)
-
     @property
     def final(self) -> str:
         return self.order[-1]

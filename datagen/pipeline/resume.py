@@ -37,7 +37,7 @@ class ShardJob:
 def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str]) -> ShardJob:
     fps = stage_fingerprints(cfg, shard)
     job = ShardJob(shard=shard, fingerprints=fps)
-    run_markers = RunMarkers.of(cfg, paths)
+    run_markers = RunMarkers(cfg, paths)
     order = cfg.stages.order
     markers: dict[str, dict[str, Any] | None] = {}
 
@@ -79,7 +79,7 @@ def clear_failures(cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob]) -> Non
     Committed outputs stay in place until their replacements are committed over them: an
     interrupted rerun never loses a finished shard.
     """
-    markers = RunMarkers.of(cfg, paths)
+    markers = RunMarkers(cfg, paths)
     for job in jobs:
         for stage in job.run:
             markers.clear_failure(stage, job.shard)

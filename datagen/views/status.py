@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.config import RunConfig
-from datagen.pipeline.markers import RunMarkers, StageFigures, final_kept, final_shards
+from datagen.pipeline.markers import RunMarkers, StageFigures, final_shards
 from datagen.store.paths import RunPaths
 
 
@@ -68,7 +68,7 @@ class StageStatus:
 def collect_status(cfg: RunConfig, paths: RunPaths) -> list[StageStatus]:
     """Every stage's figures in one walk of the markers: cheap (markers, fingerprints and file sizes,
     no checksums); `datagen run` verifies bytes."""
-    markers = RunMarkers.of(cfg, paths)
+    markers = RunMarkers(cfg, paths)
     rows = {s: StageStatus(s) for s in cfg.stages.order}
     for shard in range(cfg.num_shards):
         for stage, state in markers.shard_states(shard).items():
@@ -100,7 +100,7 @@ def requested_subjects(cfg: RunConfig) -> dict[str, int]:
 
 def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> str:
     """A plain-text table: readable in a terminal and in logs."""
-    kept, done = final_kept(cfg, paths)
+    kept, done = rows[-1].samples_out, rows[-1].done  # the last stage's row counts the final shards
     lines = [
         f"run {paths.root}  ({cfg.run.name}: {cfg.run.num_samples} samples in {cfg.num_shards} shards)",
         f"{'stage':<8} {'done':>5} {'failed':>6} {'pending':>7} {'in':>7} {'out':>7} {'time_s':>8}  rejects",
