@@ -127,7 +127,7 @@ def status(
 
 @app.command()
 def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Check RUN/final against the sigma-set/1 format's invariants; non-zero exit if broken."""
+    """Check RUN/final against the sigma-set/1 or /2 format's invariants; non-zero exit if broken."""
     from datagen.config import load_run_config
     from datagen.final.validate import validate_run
 

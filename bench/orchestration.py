@@ -48,7 +48,6 @@ def overrides(args: argparse.Namespace) -> list[str]:
         "stages.repose.identity_size=32",
         "stages.boxes.fit.max_points=500",
         "output.png_compress_level=1",
-        "output.write_crops=false",
     ]
 
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_V1 = "sigma-set/1"
 SCHEMA_V2 = "sigma-set/2"
-SCHEMA_VERSION = SCHEMA_V1  # what the final writer writes today (sigma-set/2 lands with its writer)
+SCHEMA_VERSION = SCHEMA_V2  # what the writers write; readers read READABLE_SCHEMAS
 READABLE_SCHEMAS = (SCHEMA_V1, SCHEMA_V2)
 
 KEY_RE = re.compile(r"^\d{6}_\d{6}$")

@@ -6,7 +6,10 @@ Backends:
   camera (or takes the horizontal field of view `fov_x_deg` and fits the rest).
 - `transformers` (datagen.models.depth_transformers): a metric depth model, Depth Anything
   V2 by default; its camera comes from `fov_x_deg` (60 degrees when unset).
-The images of a batch share the run's size, so each batch is one forward pass.
+The images of a batch share the run's size, so each batch is one forward pass. When segment
+came first, the masks are then made exclusive by depth order (stages.exclusive). Depth leaves
+the stage as it will be stored, log16 (datagen.store.depth_png), so a resumed run and one that
+hands samples over in memory see the same values.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from datagen.seeds import stage_rng
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.stages.exclusive import make_masks_exclusive
 from datagen.store.inflight import Rejected, Sample
 
 
@@ -40,8 +44,9 @@ class ProceduralDepth(Backend):
             depth = s.array("truth_depth", name).astype(np.float32)
             if noise_std > 0:
                 rng = stage_rng(s.seed, name)
-                depth = depth * (1.0 + noise_std * rng.standard_normal(depth.shape)).astype(np.float32)
-            s.set_array("depth", depth)
+                s.set_array("depth", depth * (1.0 + noise_std * rng.standard_normal(depth.shape)).astype(np.float32))
+            else:  # the truth's stored codes: quantised once, not again
+                s.set_array("depth", s.log16.get("truth_depth", depth))
             s.meta["camera"] = {"model": "pinhole", **s.meta["truth"]["camera"]}
             s.meta["depth"] = {"units": "m", "source": "procedural"}
         return list(samples)
@@ -121,10 +126,14 @@ class TransformersDepth(ModelDepth):
 class DepthStage(BackendStage):
     name = "depth"
     requires = ("t2i",)
+    reads = ("filters",)  # exclusive masks (stages.exclusive), when segment came first
+    version = 2  # masks made exclusive by depth; depth stored as log16 between stages
     backend_types = {"procedural": ProceduralDepth, "moge": MoGeDepth, "transformers": TransformersDepth}
     backends = tuple(backend_types)
 
     model = BackendAttribute()  # the depth model, once loaded
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        return self.backend.estimate(samples)
+        out = self.backend.estimate(samples)
+        # Masks came first (every shipped order): resolve their overlaps now that depth is known.
+        return [make_masks_exclusive(self, s) if isinstance(s, Sample) and "masks" in s.arrays else s for s in out]

@@ -7,9 +7,10 @@ Backends:
 - `gsam` (datagen.models.gsam): the paper's own stack, groundingdino-py + segment-anything.
 The real backends share what follows the models: captions that ground nothing or ground another
 caption's object are dropped, masks are cleaned (specks, pin holes) and their tight box taken.
-The recipe's filters (box area 1%-40%, overlapping masks keep one, enough subjects) are shared
-with every backend (datagen.recipe.filters); with `filters.apply: last` they only mark what the
-filter stage drops.
+The recipe's filters (box area 1%-40%, enough subjects, and with `filters.overlap: score` the
+paper's "overlapping masks keep one") are shared with every backend (datagen.recipe.filters);
+with `filters.apply: last` they only mark what the filter stage drops. Overlaps are otherwise
+resolved by depth once it is known (stages.exclusive).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 import numpy as np
 
 from datagen.models.perception import Detection, grounding_rejections
-from datagen.recipe.filters import box_area_frac, subject_rejections
-from datagen.recipe.geometry import mask_box_2d
+from datagen.recipe.filters import mask_figures, subject_rejections
+from datagen.recipe.perturb import dilate
 from datagen.stages.base import Backend, BackendAttribute, BackendStage, Stage
+from datagen.stages.exclusive import make_masks_exclusive
 from datagen.store.inflight import Rejected, Sample
 
 # Recorded in `generation.settings` by the real backends, besides their models.
@@ -133,7 +135,7 @@ class SegmentStage(BackendStage):
     name = "segment"
     requires = ("t2i",)
     reads = ("filters",)
-    version = 2
+    version = 3  # overlaps wait for depth (filters.overlap: depth)
     backend_types = {"procedural": ProceduralSegment, "transformers": TransformersSegment, "gsam": GSAMSegment}
     backends = tuple(backend_types)
 
@@ -149,7 +151,7 @@ class SegmentStage(BackendStage):
 
     def _oracle(self, s: Sample) -> Sample | Rejected:
         instance = s.array("truth_instance", self.name)
-        masks = np.stack([instance == subj["sid"] + 1 for subj in s.subjects]) if s.subjects else np.zeros(
+        masks = np.stack([dilate(instance == subj["sid"] + 1, self.cfg.dilate_px) for subj in s.subjects]) if s.subjects else np.zeros(
             (0, *instance.shape), dtype=bool
         )
         return finish_segmentation(self, s, masks, [1.0] * len(s.subjects))
@@ -165,13 +167,12 @@ def finish_segmentation(
     rules = stage.run_cfg.filters
     s.set_array("masks", masks)
     for subj, mask, score in zip(s.subjects, masks, scores, strict=True):
-        box = mask_box_2d(mask)
         subj["score"] = float(score)
-        subj["box_2d"] = box
-        subj["box_area_frac"] = box_area_frac(box, width, height) if box else 0.0
-        subj["mask_area_frac"] = float(mask.sum()) / (width * height)
+        subj.update(mask_figures(mask, width, height))
     found = dict(reasons or {})
     for i, why in subject_rejections(masks, scores, rules).items():
         found.setdefault(i, why)
     stage.drop_subjects(s, found)
+    if "depth" in s.arrays:  # depth came first (a custom order): overlaps can be resolved now
+        return make_masks_exclusive(stage, s)
     return stage.check_subject_count(s)

@@ -92,6 +92,7 @@ class T2IStage(BackendStage):
     name = "t2i"
     requires = ("prompts",)
     reads = ("run",)
+    version = 2  # truth depth stored as log16 between stages
     backend_types = {"procedural": ProceduralT2I, "diffusers": DiffusersT2I}
     backends = tuple(backend_types)
 

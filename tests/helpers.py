@@ -38,13 +38,14 @@ def final_bytes(run_dir: Path) -> dict[str, bytes]:
 
 def rewrite_as_v2(run_dir: Path) -> None:
     """Re-encode a finished run's final shards as sigma-set/2 in place (masks made exclusive by
-    depth order, stats markers updated), for reader tests until the pipeline writes /2 itself."""
+    depth order and described again, stats markers updated): a /1 run's /2 twin for reader tests."""
     import json
 
     import numpy as np
 
     from datagen.final.decode import decode_sample
     from datagen.final.writer import encode_v2
+    from datagen.recipe.filters import mask_figures
     from datagen.recipe.instances import exclusive_by_depth
     from datagen.store.paths import stats_beside
     from datagen.store.shards import commit_tar, read_tar
@@ -58,6 +59,8 @@ def rewrite_as_v2(run_dir: Path) -> None:
             for subject in meta["subjects"]:
                 subject["identity"]["source"] = "repose"
             masks = np.stack(exclusive_by_depth(list(d["masks"]), d["depth"]))
+            for subject, mask in zip(meta["subjects"], masks, strict=True):  # describe the exclusive masks
+                subject.update(mask_figures(mask, meta["width"], meta["height"]))
             encoded = encode_v2(meta, d["image"], masks, d["depth"], d["identities"])
             members += [(f"{key}.{name}", data) for name, data in encoded.items()]
         sha, size = commit_tar(shard, members)

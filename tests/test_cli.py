@@ -25,22 +25,24 @@ def test_run_builds_a_valid_dataset_and_resumes(small_config_file, tmp_path):
     assert [p.name for p in shards] == [f"shard-{i:06d}.tar" for i in range(3)]
     stats = [json.loads(p.with_suffix("").with_suffix(".stats.json").read_text()) for p in shards]
     assert sum(s["samples_written"] for s in stats) == count
-    assert all(set(s) >= {"samples_written", "rejected", "subjects_histogram", "wall_time_s"} for s in stats)
+    assert all(set(s) >= {"samples_written", "rejected", "subjects_histogram", "subjects_range", "wall_time_s"} for s in stats)
+    assert stats[0]["subjects_range"] == [cfg.filters.min_subjects, cfg.filters.max_subjects]
 
     # Plain tarfile, as FORMAT.md promises.
     with tarfile.open(shards[0]) as t:
         names = t.getnames()
         key = names[0].split(".")[0]
         meta = json.loads(t.extractfile(f"{key}.json").read())
-        depth = np.load(io.BytesIO(t.extractfile(f"{key}.depth.npy").read()), allow_pickle=False)
-        mask = Image.open(io.BytesIO(t.extractfile(f"{key}.mask_00.png").read()))
-    assert meta["schema"] == "sigma-set/1" and depth.shape == (128, 128) and mask.mode == "L"
+        depth = Image.open(io.BytesIO(t.extractfile(f"{key}.depth.png").read()))
+        instances = Image.open(io.BytesIO(t.extractfile(f"{key}.instances.png").read()))
+    assert meta["schema"] == "sigma-set/2" and depth.size == (128, 128) and depth.mode == "I;16" and instances.mode == "L"
+    assert np.asarray(instances).max() == len(meta["subjects"])
     assert meta["truth"]["subjects"][0]["name"] == meta["subjects"][0]["name"]
 
     # webdataset, grouping members by key.
     rows = list(wds.WebDataset([str(p) for p in shards], shardshuffle=False))
     assert len(rows) == count
-    assert {"json", "png", "depth.npy", "mask_00.png", "id_00.png", "crop_00.png"} <= set(rows[0])
+    assert all(set(row) - {"__key__", "__url__", "__local_path__"} == {"json", "png", "depth.png", "instances.png", "identities.png"} for row in rows)
 
     # status reports it.
     st = run_cli("status", str(run), "--json")

@@ -26,7 +26,18 @@ class FilterRules(Strict):
     min_box_area_frac: float = Field(0.01, ge=0, le=1)
     max_box_area_frac: float = Field(0.40, ge=0, le=1)
     max_mask_overlap: float = Field(
-        0.5, ge=0, le=1, description="two masks whose intersection over the smaller mask exceeds this: keep one"
+        0.5, ge=0, le=1, description="overlap: score only: two masks whose intersection over the smaller mask "
+        "exceeds this keep the higher-scored one (the paper: 0, any overlap)",
+    )
+    overlap: Literal["depth", "score"] = Field(
+        "depth",
+        description="depth: once depth is known, a pixel two subjects claim goes to the nearer one "
+        "(sigma-set/2's exclusive masks) and a subject left with less than min_exclusive_share of its "
+        "mask is dropped ('occluded'); score: the paper's rule first, overlapping masks keep one "
+        "(max_mask_overlap), what overlap remains is then resolved by depth as sigma-set/2 requires",
+    )
+    min_exclusive_share: float = Field(
+        0.5, ge=0, le=1, description="a subject keeping less of its mask than this, once masks are exclusive, is dropped"
     )
     box3d_margin_frac: float = Field(
         0.02, ge=0, le=1, description="projected 3D box corners may leave the image by this share of its size"
@@ -71,7 +82,9 @@ class OutputConfig(Strict):
     image_format: Literal["png", "jpg"] = "png"
     jpeg_quality: int = Field(95, ge=1, le=100)
     png_compress_level: int = Field(6, ge=0, le=9)
-    write_crops: bool = True
+    write_crops: bool | None = Field(
+        None, description="sigma-set/1 runs only, ignored now: sigma-set/2 stores no crops (readers derive them)"
+    )
     verify: Literal["sha256", "size"] = Field(
         "sha256", description="how a resumed run checks committed shards before reusing them"
     )

@@ -172,6 +172,10 @@ class SegmentConfig(StageConfig, ModelBackend):
         0.05, ge=0, le=1, description="drop mask pieces smaller than this share of its largest piece"
     )
     captions_per_pass: int = Field(16, ge=1, description="(image, caption) pairs per Grounding DINO forward")
+    dilate_px: int = Field(
+        0, ge=0, description="procedural: grow each oracle mask by this many pixels, as a segmenter's masks bleed "
+        "onto their neighbours (overlapping masks, for the overlap rules to resolve)",
+    )
     gsam: GSAMConfig = Field(default_factory=GSAMConfig)
 
     def model_ids(self) -> list[str]:

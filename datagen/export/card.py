@@ -3,11 +3,14 @@
 `huggingface_hub.DatasetCard.from_template` writes the YAML front matter (licence, task,
 tags, size, the `configs` that let `load_dataset(REPO)` read the Arrow files, and the
 features); the body shows the run's own figures, read from the markers the run committed
-(datagen.views.status) and from the rows as they were exported (ExportTally).
+(datagen.views.status) and from the rows as they were exported (ExportTally, and the saved
+`schema` column: which format the samples were stored in, and how many were converted from
+sigma-set/1).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from datagen.export.tally import ExportTally
 from datagen.final.read import shard_stats
 from datagen.store.paths import RunPaths
 from datagen.resources import data_cards_dir
-from datagen.schema import SCHEMA_VERSION
+from datagen.schema import SCHEMA_V1, SCHEMA_V2
 from datagen.views.status import StageStatus, collect_status, requested_subjects, subjects_histogram
 
 TEMPLATE = "sigma_set.md"
@@ -113,11 +116,13 @@ def render_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, s
     from huggingface_hub import DatasetCard
 
     paths = RunPaths(run_dir)
-    info = load_from_disk(str(dest)).info
+    ds = load_from_disk(str(dest))
+    schemas = Counter(ds["schema"])  # the version each sample was stored in
+    info = ds.info
     info.splits = None  # the split sizes are stated in the body; the Arrow builder recounts them
     statuses = collect_status(cfg, paths)
     stats = [shard_stats(s) for s in shards]
-    pretty_name = f"{cfg.run.name} ({SCHEMA_VERSION})"
+    pretty_name = f"{cfg.run.name} ({', '.join(sorted(schemas)) or SCHEMA_V2})"
     card = DatasetCard.from_template(
         card_data(tally.rows, pretty_name, info),
         template_path=str(data_cards_dir() / TEMPLATE),
@@ -125,7 +130,9 @@ def render_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, s
         repo_id=repo_id,
         run=cfg.run,
         run_dir=str(run_dir),
-        schema=SCHEMA_VERSION,
+        layout=SCHEMA_V2,
+        schemas=", ".join(f"{name} ({n} samples)" for name, n in sorted(schemas.items())),
+        converted=schemas.get(SCHEMA_V1, 0),
         num_samples=tally.rows,
         final_shards=len(shards),
         num_shards=cfg.num_shards,
@@ -137,7 +144,6 @@ def render_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, s
         stages=_stage_rows(cfg, statuses, tally),
         rejects=_reject_rows(statuses),
         licence_notes=_licence_notes(cfg, tally),
-        crops=tally.crops,
         truth=tally.truth,
     )
     return str(card).rstrip("\n") + "\n"

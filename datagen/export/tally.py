@@ -13,5 +13,4 @@ class ExportTally:
     rows: int = 0
     models: dict[str, Counter] = field(default_factory=dict)  # stage -> model as recorded -> samples
     provenance: Counter = field(default_factory=Counter)  # (run_id, config_sha256, datagen_version)
-    crops: int = 0
     truth: int = 0

@@ -55,16 +55,19 @@ class WrongSchema(BadSample):
 
 
 
-def _image(data: bytes, mode: str, what: str, size: tuple[int, int] | None) -> np.ndarray:
-    """Decode one image member; `size` (w, h) checked before the pixels are decoded."""
+def _image(data: bytes, mode: str, what: str, size: tuple[int, int] | None, exact_mode: bool = False) -> np.ndarray:
+    """Decode one image member; `size` (w, h) checked before the pixels are decoded. `exact_mode`:
+    the stored mode must be `mode` (an instance map converted from RGB would give wrong masks)."""
     try:
         im = Image.open(io.BytesIO(data))
-        found = im.size
-        if size is None or found == size:
+        found, stored = im.size, im.mode
+        if (size is None or found == size) and (stored == mode or not exact_mode):
             im.load()
             return np.asarray(im.convert(mode))
     except _IMAGE_ERRORS as e:
         raise BadSample("image", f"{what}: undecodable ({e.__class__.__name__}: {e})") from None
+    if exact_mode and stored != mode:
+        raise BadSample("image", f"{what} is mode {stored}, expected {mode}")
     raise BadSample("shape", f"{what} is {found[0]}x{found[1]}, expected {size[0]}x{size[1]}")
 
 
@@ -108,23 +111,54 @@ def _target(meta: dict, members: dict[str, bytes]) -> np.ndarray:
     return _image(members[image_field], "RGB", image_field, (int(meta["width"]), int(meta["height"])))
 
 
-def _decode_v2(meta: dict, members: dict[str, bytes]) -> dict:
+def decode_geometry(meta: dict, members: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(masks (N,H,W) bool, depth (H,W) float32) of a sample whose checked json is `meta`, either
+    version, decoding no other member: what figures of masks and depth need (`status --report`)."""
+    return (_geometry_v2 if meta["schema"] == SCHEMA_V2 else _geometry_v1)(meta, members)
+
+
+def _geometry_v2(meta: dict, members: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
     n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
-    missing = [f for f in (DEPTH_PNG_FIELD, INSTANCES_FIELD, IDENTITIES_FIELD) if f not in members]
+    missing = [f for f in (DEPTH_PNG_FIELD, INSTANCES_FIELD) if f not in members]
     if missing:
         raise BadSample("missing", f"no {', '.join(missing)}")
-    image = _target(meta, members)
     try:
         depth = decode_depth_png(members[DEPTH_PNG_FIELD], LogRange(meta["depth"]["log_min"], meta["depth"]["log_max"]))
     except _IMAGE_ERRORS as e:
         raise BadSample("depth", f"{DEPTH_PNG_FIELD} unreadable ({e.__class__.__name__}: {e})") from None
     if depth.shape != (h, w):
         raise BadSample("shape", f"{DEPTH_PNG_FIELD} is {depth.shape[1]}x{depth.shape[0]}, expected {w}x{h}")
-    instances = _image(members[INSTANCES_FIELD], "L", INSTANCES_FIELD, (w, h))
+    instances = _image(members[INSTANCES_FIELD], "L", INSTANCES_FIELD, (w, h), exact_mode=True)
     try:
         masks = np.stack(decode_instances(instances, n))
     except ValueError as e:
         raise BadSample("count", str(e)) from None
+    return masks, depth
+
+
+def _geometry_v1(meta: dict, members: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
+    missing = [f for f in [mask_field(i) for i in range(n)] if f not in members]
+    if missing:
+        raise BadSample("count", f"missing {', '.join(missing)}")
+    if DEPTH_FIELD not in members:
+        raise BadSample("missing", "no depth.npy")
+    try:
+        depth = np.load(io.BytesIO(members[DEPTH_FIELD]), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise BadSample("depth", f"depth.npy unreadable ({e.__class__.__name__}: {e})") from None
+    if not isinstance(depth, np.ndarray) or depth.dtype.kind != "f" or depth.shape != (h, w):
+        raise BadSample("shape", f"depth.npy is {getattr(depth, 'dtype', '?')} {getattr(depth, 'shape', '?')}, expected float {h}x{w}")  # fmt: skip
+    masks = np.stack([_image(members[mask_field(i)], "L", mask_field(i), (w, h)) > 127 for i in range(n)])
+    return masks, depth.astype(np.float32, copy=False)
+
+
+def _decode_v2(meta: dict, members: dict[str, bytes]) -> dict:
+    n = len(meta["subjects"])
+    if IDENTITIES_FIELD not in members:
+        raise BadSample("missing", f"no {IDENTITIES_FIELD}")
+    image = _target(meta, members)
+    masks, depth = _geometry_v2(meta, members)
     size = meta["subjects"][0]["identity"]
     if any(s["identity"]["width"] != size["width"] or s["identity"]["height"] != size["height"] for s in meta["subjects"]):
         raise BadSample("shape", "identity sizes differ between subjects")
@@ -134,25 +168,17 @@ def _decode_v2(meta: dict, members: dict[str, bytes]) -> dict:
 
 
 def _decode_v1(meta: dict, members: dict[str, bytes]) -> dict:
-    n, w, h = len(meta["subjects"]), int(meta["width"]), int(meta["height"])
+    n = len(meta["subjects"])
     fields = set(members)
     n_masks, n_ids = sum(bool(MASK_RE.match(f)) for f in fields), sum(bool(ID_RE.match(f)) for f in fields)
     if n_masks != n or n_ids != n:
         raise BadSample("count", f"{n} subjects but {n_masks} masks and {n_ids} identity images")
-    missing = [f for f in [mask_field(i) for i in range(n)] + [identity_field(i) for i in range(n)] if f not in fields]
+    missing = [identity_field(i) for i in range(n) if identity_field(i) not in fields]
     if missing:
         raise BadSample("count", f"missing {', '.join(missing)}")
     image = _target(meta, members)
-    if DEPTH_FIELD not in fields:
-        raise BadSample("missing", "no depth.npy")
-    try:
-        depth = np.load(io.BytesIO(members[DEPTH_FIELD]), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise BadSample("depth", f"depth.npy unreadable ({e.__class__.__name__}: {e})") from None
-    if not isinstance(depth, np.ndarray) or depth.dtype.kind != "f" or depth.shape != (h, w):
-        raise BadSample("shape", f"depth.npy is {getattr(depth, 'dtype', '?')} {getattr(depth, 'shape', '?')}, expected float {h}x{w}")  # fmt: skip
-    masks = np.stack([_image(members[mask_field(i)], "L", mask_field(i), (w, h)) > 127 for i in range(n)])
+    masks, depth = _geometry_v1(meta, members)
     ids = [_image(members[identity_field(i)], "RGB", identity_field(i), None) for i in range(n)]
     if len({x.shape for x in ids}) != 1:
         raise BadSample("shape", f"identity images differ in size: {sorted({x.shape[:2] for x in ids})}")
-    return {"image": image, "masks": masks, "depth": depth.astype(np.float32, copy=False), "identities": np.stack(ids)}
+    return {"image": image, "masks": masks, "depth": depth, "identities": np.stack(ids)}

@@ -66,15 +66,16 @@ class FinalSample:
 
 
 def final_shards(run_dir: Path) -> list[Path]:
-    """The run's final shards that count (current settings, as `datagen status` counts them), in
-    shard order. UserError when there are none, or when a committed one is damaged."""
+    """The run's finished final shards, whatever settings made them (a run of an older datagen,
+    sigma-set/1 included, stays readable), in shard order. UserError when there are none, or
+    when a committed one is damaged."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: not a datagen run (no such directory)")
     from datagen.config import load_run_config
 
     paths = RunPaths(run_dir)
-    states = final_shard_states(load_run_config(run_dir), paths)
+    states = final_shard_states(load_run_config(run_dir), paths, any_settings=True)
     damaged = [damage for _, _, damage in states if damage]
     if damaged:  # never read past a finished shard that went missing or was cut short
         raise UserError(f"{damaged[0]}; run the `datagen run` that made it again to redo it")

@@ -19,9 +19,13 @@ from datagen.pipeline.markers import stats_markers
 from datagen.store.paths import RunPaths
 
 # Rough bytes per output sample where no run measured them: PNG keeps about half of a
-# photo's raw bytes; masks compress ~50x; depth is float32 (FORMAT.md).
+# photo's raw bytes, JPEG (quality 95, no chroma subsampling) about a fifth; masks compress
+# ~50x; depth is 16-bit log depth PNG (FORMAT.md, sigma-set/2), which keeps about a sixth of
+# its 2 bytes per pixel on a model's noisy depth (bench/results/storage.json).
 PNG_RATIO = 0.5
+JPG_RATIO = 0.2
 MASK_RATIO = 0.02
+DEPTH_BYTES_PER_PIXEL = 2 * 0.17
 JSON_BYTES = 2000
 
 
@@ -59,7 +63,8 @@ def estimated_bytes_per_sample(cfg: RunConfig, stage: str, subjects: float) -> f
     only the arrays a stage adds; the final shard holds everything)."""
     w, h = cfg.run.width, cfg.run.height
     ident = cfg.stages.repose.identity_size ** 2 * 3 * PNG_RATIO
-    image, depth, mask = w * h * 3 * PNG_RATIO, w * h * 4, w * h * MASK_RATIO
+    image, depth, mask = w * h * 3 * PNG_RATIO, w * h * DEPTH_BYTES_PER_PIXEL, w * h * MASK_RATIO
+    target = w * h * 3 * (JPG_RATIO if cfg.output.image_format == "jpg" else PNG_RATIO)
     added = {
         "prompts": 0.0,
         "t2i": image,
@@ -68,7 +73,8 @@ def estimated_bytes_per_sample(cfg: RunConfig, stage: str, subjects: float) -> f
         "boxes": 0.0,
         "repose": subjects * ident,
         "idcheck": 0.0,
-        "filter": image + depth + subjects * (mask + ident * (2 if cfg.output.write_crops else 1)),
+        # sigma-set/2: target, depth.png, one instance map for all masks, the stacked identities
+        "filter": target + depth + mask + subjects * ident,
     }
     return JSON_BYTES + added[stage]
 

@@ -8,7 +8,9 @@ last, so a shard without one is not done.
 One rule says when a marker counts: it names the fingerprint the current settings give, and
 the output beside it has the recorded size; `verify="sha256"` (what `datagen run` uses unless
 `output.verify: size`) also re-hashes the output. Status, reports, viewers and resume all ask
-here. The final stage's different file and layout are hidden behind `RunMarkers`: callers ask
+here. Readers of the dataset (datagen.final.read) pass `fingerprint=None`: a finished final
+shard is whole whatever settings made it (an older datagen, an edited config), so old runs
+stay readable while `status` and resume judge them by the current settings. The final stage's different file and layout are hidden behind `RunMarkers`: callers ask
 for a stage's marker, output or own figures and never test whether the stage is the last.
 """
 
@@ -112,10 +114,10 @@ class RunMarkers:
     def read(self, stage: str, shard: int) -> dict[str, Any] | None:
         return read_marker(self.marker_path(stage, shard))
 
-    def counted(self, stage: str, shard: int, fingerprint: str, verify: Verify = "size") -> dict[str, Any] | None:
-        """The marker if it counts (the one rule, see the module doc), else None."""
+    def counted(self, stage: str, shard: int, fingerprint: str | None, verify: Verify = "size") -> dict[str, Any] | None:
+        """The marker if it counts (the one rule, see the module doc; None: any settings), else None."""
         marker = self.read(stage, shard)
-        if marker is None or marker.get("fingerprint") != fingerprint:
+        if marker is None or fingerprint not in (None, marker.get("fingerprint")):
             return None
         tar = self.output_tar(stage, shard)
         try:
@@ -127,13 +129,13 @@ class RunMarkers:
             return None
         return marker
 
-    def damage(self, stage: str, shard: int, fingerprint: str) -> str | None:
+    def damage(self, stage: str, shard: int, fingerprint: str | None) -> str | None:
         """Why a current marker's output is there but no longer matches it (another size), else None.
 
         Such an output does not count (resume redoes it), but a reader must not skip it silently.
         An output that is gone altogether is simply not there to read (status shows it pending)."""
         marker = self.read(stage, shard)
-        if marker is None or marker.get("fingerprint") != fingerprint:
+        if marker is None or fingerprint not in (None, marker.get("fingerprint")):
             return None
         tar = self.output_tar(stage, shard)
         try:
@@ -195,6 +197,8 @@ class RunMarkers:
             "rejected": rejected,
             "rejected_subjects": rejected_subjects,
             "subjects_histogram": {str(k): histogram[k] for k in sorted(histogram)},
+            # sigma-set/2: the configured subject range (ingested and evaluation runs allow 1 or 2)
+            "subjects_range": [self.cfg.filters.min_subjects, self.cfg.filters.max_subjects],
             "wall_time_s": wall,
             "cpu_time_s": cpu,
             "stages": flow,
@@ -202,17 +206,20 @@ class RunMarkers:
         }
 
 
-def final_shards(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict[str, Any]]]:
+def final_shards(cfg: RunConfig, paths: RunPaths, any_settings: bool = False) -> list[tuple[int, dict[str, Any]]]:
     """(shard, stats marker) of every final shard that counts, in shard order."""
-    return [(shard, marker) for shard, marker, _ in final_shard_states(cfg, paths) if marker is not None]
+    return [(shard, marker) for shard, marker, _ in final_shard_states(cfg, paths, any_settings) if marker is not None]
 
 
-def final_shard_states(cfg: RunConfig, paths: RunPaths) -> list[tuple[int, dict[str, Any] | None, str | None]]:
-    """(shard, stats marker if it counts, damage if its current output was damaged) per shard."""
+def final_shard_states(
+    cfg: RunConfig, paths: RunPaths, any_settings: bool = False
+) -> list[tuple[int, dict[str, Any] | None, str | None]]:
+    """(shard, stats marker if it counts, damage if its current output was damaged) per shard;
+    `any_settings`: a finished shard counts whatever settings made it (readers of the dataset)."""
     markers = RunMarkers(cfg, paths)
     states = []
     for shard in range(cfg.num_shards):
-        fingerprint = stage_fingerprints(cfg, shard)[markers.final]
+        fingerprint = None if any_settings else stage_fingerprints(cfg, shard)[markers.final]
         marker = markers.counted(markers.final, shard, fingerprint)
         states.append((shard, marker, None if marker else markers.damage(markers.final, shard, fingerprint)))
     return states

@@ -193,15 +193,15 @@ class ShardTask:
 
     def _process(self, batch: list[Sample]) -> list[Sample | Rejected]:
         """A batch that raises is retried sample by sample, from a clean copy, to isolate the culprit."""
-        saved = [(copy.deepcopy(s.meta), dict(s.arrays), set(s.changed)) for s in batch]
+        saved = [(copy.deepcopy(s.meta), dict(s.arrays), set(s.changed), dict(s.log16)) for s in batch]
         try:
             results = self.stage.process_batch(batch)
             if len(results) != len(batch):
                 raise RuntimeError(f"{self.stage.name} returned {len(results)} results for {len(batch)} samples")
             return results
         except Exception as e:  # noqa: BLE001 - a bad sample becomes a rejection, not a crash
-            for s, (meta, arrays, changed) in zip(batch, saved, strict=True):
-                s.meta, s.arrays, s.changed = meta, arrays, changed
+            for s, (meta, arrays, changed, log16) in zip(batch, saved, strict=True):
+                s.meta, s.arrays, s.changed, s.log16 = meta, arrays, changed, log16
             if len(batch) > 1:
                 return [r for s in batch for r in self._process([s])]
             log.error("%s: sample %s raised:\n%s", self.stage.name, batch[0].key, traceback.format_exc())

@@ -14,6 +14,16 @@ def box_area_frac(box: list[int], width: int, height: int) -> float:
     return (x1 - x0) * (y1 - y0) / float(width * height)
 
 
+def mask_figures(mask: np.ndarray, width: int, height: int) -> dict:
+    """What a subject's json says about its mask: tight box (None if empty) and area shares."""
+    box = mask_box_2d(mask)
+    return {
+        "box_2d": box,
+        "box_area_frac": box_area_frac(box, width, height) if box else 0.0,
+        "mask_area_frac": float(np.count_nonzero(mask)) / (width * height),
+    }
+
+
 def mask_overlap(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over the smaller mask: 1.0 for a duplicate or a mask inside another."""
     smaller = min(int(a.sum()), int(b.sum()))
@@ -25,7 +35,9 @@ def mask_overlap(a: np.ndarray, b: np.ndarray) -> float:
 def subject_rejections(masks: np.ndarray, scores: list[float], rules: FilterRules) -> dict[int, str]:
     """Reasons to drop subjects, by position: empty mask, box area out of range, overlap.
 
-    Overlapping or duplicate masks keep the one with the higher score (ties: the earlier one).
+    With `overlap: score` (the paper's rule), overlapping or duplicate masks keep the one with
+    the higher score (ties: the earlier one); with `overlap: depth` overlaps wait for depth
+    (exclusive_subjects).
     """
     n, height, width = masks.shape
     reasons: dict[int, str] = {}
@@ -39,6 +51,8 @@ def subject_rejections(masks: np.ndarray, scores: list[float], rules: FilterRule
             reasons[i] = "box_area_small"
         elif frac > rules.max_box_area_frac:
             reasons[i] = "box_area_large"
+    if rules.overlap != "score":
+        return reasons
     alive = sorted((i for i in range(n) if i not in reasons), key=lambda i: (-scores[i], i))
     kept: list[int] = []
     for i in alive:

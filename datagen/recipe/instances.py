@@ -2,7 +2,8 @@
 nearer one, and the masks then fit in one instance map (0 = no subject, i + 1 = subject i).
 
 "Nearer" is per subject, not per pixel (one depth map cannot say which of two claims a pixel
-belongs to): the subject whose median depth over its own mask is smaller is in front. This is
+belongs to): the subject whose median depth over its own, uncontested pixels is smaller is in
+front. This is
 the paper's "remove duplicate or overlapping masks and only keep one of them", made precise:
 both subjects stay, the one behind loses only the pixels the front one covers.
 """
@@ -17,26 +18,48 @@ MAX_INSTANCES = 255  # instances.png is 8 bit
 
 
 def subject_depths(masks: Sequence[np.ndarray], depth: np.ndarray) -> list[float]:
-    """Median valid depth over each mask; inf where the mask has no valid depth (it goes last)."""
+    """Each subject's depth: the median valid depth over the pixels of its mask no other mask
+    claims (contested pixels show whichever subject is in front), over its whole mask when it
+    has none; inf where the mask has no valid depth (it goes last)."""
     valid = np.isfinite(depth) & (depth > 0)
+    masks = [np.asarray(mask, dtype=bool) for mask in masks]
+    claims = np.sum(masks, axis=0) if masks else np.zeros(np.shape(depth), dtype=int)
     out = []
     for mask in masks:
-        values = depth[np.asarray(mask, dtype=bool) & valid]
+        values = depth[mask & valid & (claims == 1)]
+        if values.size == 0:
+            values = depth[mask & valid]
         out.append(float(np.median(values)) if values.size else float("inf"))
     return out
 
 
-def exclusive_by_depth(masks: Sequence[np.ndarray], depth: np.ndarray) -> list[np.ndarray]:
-    """The masks made exclusive: front subjects keep contested pixels (ties: the lower index)."""
-    depths = subject_depths(masks, depth)
-    order = sorted(range(len(masks)), key=lambda i: (depths[i], i))
-    taken = np.zeros(depth.shape, dtype=bool)
-    out: list[np.ndarray | None] = [None] * len(masks)
-    for i in order:
-        mine = np.asarray(masks[i], dtype=bool) & ~taken
+def exclusive_subjects(
+    masks: Sequence[np.ndarray], depth: np.ndarray, alive: Sequence[int], min_share: float
+) -> tuple[list[np.ndarray], dict[int, str]]:
+    """The `alive` masks made exclusive, front to back: a subject keeps the pixels no nearer kept
+    subject claims; one keeping less than `min_share` of its mask is dropped ('occluded') and
+    claims nothing, so those behind it keep what it covered. Masks not in `alive` (already
+    dropped, or marked for the filter stage) are returned unchanged and claim nothing.
+    Returns (masks, {index: reason})."""
+    alive = list(alive)
+    depths = subject_depths([masks[i] for i in alive], depth)
+    order = sorted(zip(depths, alive, strict=True))  # nearest first; ties: the lower index
+    taken = np.zeros(np.shape(depth), dtype=bool)
+    out = [np.asarray(m, dtype=bool) for m in masks]
+    reasons: dict[int, str] = {}
+    for _, i in order:
+        mine = out[i] & ~taken
+        if kept_share(out[i], mine) < min_share:
+            reasons[i] = "occluded"
+            continue
         out[i] = mine
         taken |= mine
-    return out  # type: ignore[return-value]
+    return out, reasons
+
+
+def exclusive_by_depth(masks: Sequence[np.ndarray], depth: np.ndarray) -> list[np.ndarray]:
+    """Every mask made exclusive by depth order, none dropped."""
+    return exclusive_subjects(masks, depth, range(len(masks)), 0.0)[0]
 
 
 def kept_share(before: np.ndarray, after: np.ndarray) -> float:

@@ -63,19 +63,55 @@ def dequantise(codes: np.ndarray, rng: LogRange) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def encode_depth_png(depth: np.ndarray, compress_level: int = 6) -> tuple[bytes, LogRange]:
-    """PNG bytes (16-bit greyscale) and the range to record beside them in the JSON."""
-    rng = log_range(np.asarray(depth))
+def encode_codes_png(codes: np.ndarray, compress_level: int = 6) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(quantise(depth, rng)).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue(), rng
+    Image.fromarray(np.ascontiguousarray(codes, dtype=np.uint16)).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
 
 
-def decode_depth_png(data: bytes, rng: LogRange) -> np.ndarray:
+def decode_codes_png(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         if im.mode not in ("I;16", "I"):
             raise ValueError(f"depth.png: expected a 16-bit greyscale PNG, got mode {im.mode}")
         codes = np.asarray(im)
     if codes.min(initial=0) < 0 or codes.max(initial=0) > 65535:
         raise ValueError("depth.png: values outside 0..65535")
-    return dequantise(codes, rng)
+    return codes.astype(np.uint16)
+
+
+def encode_depth_png(depth: np.ndarray, compress_level: int = 6) -> tuple[bytes, LogRange]:
+    """PNG bytes (16-bit greyscale) and the range to record beside them in the JSON."""
+    log16 = Log16.of(depth)
+    return encode_codes_png(log16.codes, compress_level), log16.range
+
+
+def decode_depth_png(data: bytes, rng: LogRange) -> np.ndarray:
+    return dequantise(decode_codes_png(data), rng)
+
+
+@dataclass(frozen=True)
+class Log16:
+    """A depth map as stored: codes and their range. Writers store these codes as they are (any
+    PNG level), so depth is quantised once however often a sample is written; quantising the
+    decoded float32 values again would not always give the same range and codes."""
+
+    codes: np.ndarray  # uint16 H x W
+    range: LogRange
+    ENCODING = "log16"
+
+    @classmethod
+    def of(cls, depth: np.ndarray) -> Log16:
+        rng = log_range(np.asarray(depth))
+        return cls(quantise(depth, rng), rng)
+
+    def decode(self) -> np.ndarray:
+        return dequantise(self.codes, self.range)
+
+    def encode_member(self, compress_level: int = 1) -> tuple[dict, str, bytes]:
+        """(spec, suffix, bytes) of an intermediate shard's member (datagen.store.inflight)."""
+        spec = {"shape": list(self.codes.shape), "dtype": "float32", **self.range.to_json()}
+        return spec, "png", encode_codes_png(self.codes, compress_level)
+
+    @classmethod
+    def from_member(cls, spec: dict, data: bytes) -> Log16:
+        return cls(decode_codes_png(data), LogRange(float(spec["log_min"]), float(spec["log_max"])))

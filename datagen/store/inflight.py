@@ -3,8 +3,8 @@
 A stage's shard holds, per surviving sample, the full metadata (`<key>.json`) and only the
 arrays that stage created or changed (`<key>.<array>.png` or `.npy`). A reader takes each
 array from the latest earlier stage that wrote it, so an image is stored once, not once per
-stage. Images and masks go as fast PNG (masks are mostly zeros: ~50x smaller than raw);
-everything else as .npy, never pickled.
+stage. Images and masks go as fast PNG (masks are mostly zeros: ~50x smaller than raw); depth
+as 16-bit log depth PNG (LOG16_ARRAYS); everything else as .npy, never pickled.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import numpy as np
 from datagen.store.codec import decode_image, decode_json, decode_npy, encode_json, encode_npy, encode_png
 from datagen.errors import ShardReadError
 from datagen.schema import sample_key
+from datagen.store.depth_png import Log16
 from datagen.store.shards import read_tar
 
 # Arrays with one entry per subject, along axis 0, kept aligned with meta["subjects"].
 SUBJECT_ARRAYS = ("masks", "identity")
+# Depth maps, stored as 16-bit log depth (datagen.store.depth_png), as in the final shards:
+# ~0.1 MB instead of 4 MB at 1024², relative error <= 3.5e-5 for a 100x range. `set_array`
+# quantises once and keeps the codes: later stages see the decoded values, the same in memory
+# and after a resume, and every writer (this stage's shard, the final one) stores those codes.
+LOG16_ARRAYS = ("depth", "truth_depth")
 
 
 @dataclass
@@ -32,6 +38,7 @@ class Sample:
     meta: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     changed: set[str] = field(default_factory=set)
+    log16: dict[str, Log16] = field(default_factory=dict)  # codes of the LOG16_ARRAYS
 
     @property
     def key(self) -> str:
@@ -41,7 +48,11 @@ class Sample:
     def subjects(self) -> list[dict[str, Any]]:
         return self.meta.setdefault("subjects", [])
 
-    def set_array(self, name: str, value: np.ndarray) -> None:
+    def set_array(self, name: str, value: np.ndarray | Log16) -> None:
+        """Set an array; a depth map (LOG16_ARRAYS) may come as stored codes (Log16), taken as they are."""
+        if name in LOG16_ARRAYS:
+            self.log16[name] = value if isinstance(value, Log16) else Log16.of(value)
+            value = self.log16[name].decode()
         self.arrays[name] = value
         self.changed.add(name)
 
@@ -87,7 +98,7 @@ def _as_png_2d(arr: np.ndarray) -> np.ndarray | None:
 
 def encode_array(arr: np.ndarray) -> tuple[dict[str, Any], str, bytes]:
     """(spec for the json head, member suffix, bytes)."""
-    spec = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
+    spec: dict[str, Any] = {"shape": list(arr.shape), "dtype": str(arr.dtype)}
     flat = _as_png_2d(arr)
     if flat is not None:
         return spec, "png", encode_png(flat, compress_level=1)
@@ -105,7 +116,10 @@ def write_members(samples: list[Sample]) -> list[tuple[str, bytes]]:
     """Members of an intermediate shard, in a fixed order."""
     members: list[tuple[str, bytes]] = []
     for s in sorted(samples, key=lambda s: s.index):
-        encoded = {name: encode_array(s.arrays[name]) for name in sorted(s.changed)}
+        encoded = {
+            name: s.log16[name].encode_member() if name in s.log16 else encode_array(s.arrays[name])
+            for name in sorted(s.changed)
+        }
         head = {"index": s.index, "seed": s.seed, "meta": s.meta, "arrays": {n: e[0] for n, e in encoded.items()}}
         members.append((f"{s.key}.json", encode_json(head)))
         for name, (_, suffix, data) in encoded.items():
@@ -136,7 +150,11 @@ def read_stage_samples(tars: list[Path], shard: int) -> list[Sample]:
                 specs = (head if tar is contents[-1] else decode_json(members["json"])).get("arrays", {})
                 for name, spec in specs.items():
                     suffix = "png" if f"{name}.png" in members else "npy"
-                    sample.arrays[name] = decode_array(spec, suffix, members[f"{name}.{suffix}"])
+                    if spec.get("encoding") == Log16.ENCODING:
+                        sample.log16[name] = Log16.from_member(spec, members[f"{name}.png"])
+                        sample.arrays[name] = sample.log16[name].decode()
+                    else:
+                        sample.arrays[name] = decode_array(spec, suffix, members[f"{name}.{suffix}"])
             except (ValueError, KeyError, TypeError, OSError) as e:
                 raise ShardReadError(f"{path}: sample {key}: bad array ({e.__class__.__name__}: {e})") from None
         samples.append(sample)

@@ -1,10 +1,10 @@
-"""The trainer's data: sigma-set/1 shards -> seeded SIGMA-GEN examples -> batches by subject count.
+"""The trainer's data: sigma-set/1 or /2 shards -> seeded SIGMA-GEN examples -> batches by subject count.
 
     WebDataset(urls, resampled) -> sample shuffle -> decode (own handlers, no pickle) ->
     subject-count filter -> augment (augment.py) -> bucket_batches -> torch tensors
 
-Only the fields FORMAT.md names are decoded, each by its own handler (PIL for images,
-`numpy.load(allow_pickle=False)` for depth); webdataset's default decoders are never attached,
+Only the fields FORMAT.md names are decoded, by the one decoder (datagen.final.decode: PIL for
+images, log16 for /2 depth, `numpy.load(allow_pickle=False)` for /1 depth); webdataset's default decoders are never attached,
 so a `.pyd` / `.pickle` member is skipped as bytes and never unpickled. A bad sample raises
 BadSample, is counted by reason and skipped; a shard that cannot be read is counted and skipped
 with a warning, the stream goes on (but a long run of unreadable shards with no sample between

@@ -9,7 +9,6 @@ must report in minutes. The report is derived data, so it is rewritten whole eac
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections import Counter
@@ -18,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from datagen import __version__
 from datagen.config import RunConfig, load_run_config
 from datagen.errors import ShardReadError, UserError
 from datagen.final.writer import run_id
+from datagen.pipeline.markers import final_shards
 from datagen.recipe.geometry import valid_depth
-from datagen.schema import DEPTH_FIELD, JSON_FIELD, mask_field
+from datagen.final.decode import BadSample, decode_geometry
+from datagen.schema import DEPTH_FIELD, DEPTH_PNG_FIELD, INSTANCES_FIELD, JSON_FIELD
 from datagen.store.codec import round_floats
 from datagen.store.output_guard import refuse_existing, staged_dir
 from datagen.store.paths import RunPaths
@@ -71,12 +71,17 @@ def build_report(run_dir: Path, depth_samples: int = DEPTH_SAMPLES) -> dict[str,
     cfg = load_run_config(run_dir)
     paths = RunPaths(run_dir)
     rows = collect_status(cfg, paths)
-    final = rows[-1]  # its done shards are the final shards that count; its samples out, those kept
-    kept, done = final.samples_out, final.done
+    # The dataset is every finished final shard, as its readers see it (an older datagen's too);
+    # the funnel counts what the current settings count, and a note says where they differ.
+    readable = final_shards(cfg, paths, any_settings=True)
+    kept, done = sum(int(m.get("samples_written", 0)) for _, m in readable), len(readable)
     notes = []
     if 0 < done < cfg.num_shards:
         notes.append(f"partial run: {done} of {cfg.num_shards} final shards done; sample figures cover those only")
-    kept_tars = [paths.final_tar(shard) for shard in final.done_shards]
+    if done > rows[-1].done:
+        notes.append(f"{done - rows[-1].done} final shards were made under other settings (an older datagen or an "
+                     "edited config): the sample figures include them, the funnel does not, `datagen run` would redo them")  # fmt: skip
+    kept_tars = [paths.final_tar(shard) for shard, _ in readable]
     samples = read_samples(kept_tars, kept, depth_samples) if kept_tars else None
     if samples is None:
         notes.append(f"partial run: no final shards of {cfg.num_shards} done; box area and depth plots omitted")
@@ -183,6 +188,10 @@ def read_samples(tars: list[Path], total: int, depth_samples: int = DEPTH_SAMPLE
     return figs
 
 
+# What the depth figures need, sigma-set/1 and /2: the depth and the subjects' masks.
+DEPTH_MEMBERS = (DEPTH_FIELD, DEPTH_PNG_FIELD, INSTANCES_FIELD)
+
+
 class DepthSpread:
     """read_tar's member filter for one final shard: every sample's JSON; depth and masks only of
     every stride-th sample (none when stride is 0), numbering samples on from `first`."""
@@ -198,7 +207,7 @@ class DepthSpread:
         if name == JSON_FIELD:
             return True
         with_depth = self.stride > 0 and self.number % self.stride == 0
-        return with_depth and (name == DEPTH_FIELD or name.startswith("mask_"))
+        return with_depth and (name in DEPTH_MEMBERS or name.startswith("mask_"))
 
     def _next_sample(self, key: str) -> None:
         if key in self.seen:  # webdataset readers need a sample's members together
@@ -218,21 +227,27 @@ def _add_sample(figs: SampleFigures, tar: Path, key: str, members: dict[str, byt
             figs.mask_area.append(float(s["mask_area_frac"]))
             figs.centre_z.append(float(s["box_3d"]["center"][2]))
         figs.depth_units = meta.get("depth", {}).get("units", figs.depth_units)
-        if DEPTH_FIELD in members:
+        if DEPTH_FIELD in members or DEPTH_PNG_FIELD in members:
             figs.depth_read += 1
-            r = _depth_range(members, len(subjects))
+            r = _depth_range(meta, members)
             if r is not None:
                 figs.depth_ranges.append(r)
     except (KeyError, TypeError, ValueError, OSError) as e:
         raise UserError(f"{tar}: sample {key}: unreadable ({e.__class__.__name__}: {e}); check it: datagen validate") from None
 
 
-def _depth_range(members: dict[str, bytes], n: int) -> tuple[float, float, float] | None:
+def _subject_depth(meta: dict[str, Any], members: dict[str, bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(depth in metres, where any subject is) of a sample, sigma-set/1 or /2 (the one decoder)."""
+    try:
+        masks, depth = decode_geometry(meta, members)
+    except BadSample as e:
+        raise ValueError(str(e)) from None
+    return depth, masks.any(axis=0) if len(masks) else np.zeros(depth.shape, dtype=bool)
+
+
+def _depth_range(meta: dict[str, Any], members: dict[str, bytes]) -> tuple[float, float, float] | None:
     """(min, median, max) of known depth inside the subjects' masks: the depth span of the subjects."""
-    depth = np.load(io.BytesIO(members[DEPTH_FIELD]), allow_pickle=False)
-    inside = np.zeros(depth.shape, dtype=bool)
-    for i in range(n):
-        inside |= np.asarray(Image.open(io.BytesIO(members[mask_field(i)])).convert("L")) > 127
+    depth, inside = _subject_depth(meta, members)
     values = depth[inside & valid_depth(depth)].astype(np.float64)
     if values.size == 0:
         return None

@@ -114,6 +114,9 @@ def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> s
             f"{r.stage:<8} {r.done:>5} {r.failed:>6} {r.pending:>7} {r.samples_in:>7} {r.samples_out:>7} {r.wall_s:>8.1f}  {rejects}"
         )
     lines.append(f"final: {done}/{cfg.num_shards} shards, {kept} samples kept")
+    older = len(final_shards(cfg, paths, any_settings=True)) - done
+    if older > 0:  # finished under other settings (an older datagen, an edited config): readable
+        lines.append(f"       {older} more finished under other settings: readable (show, export...), `datagen run` would redo them")
     hist = subjects_histogram(cfg, paths)
     if hist:
         requested = requested_subjects(cfg)

@@ -1,6 +1,7 @@
-"""datagen export hf: every final sample becomes one row whose columns equal the shard's members,
-the card shows the run's real figures, the upload goes to the right dataset repo, and bad input
-is one line with nothing half-written."""
+"""datagen export hf: every final sample becomes one row laid out like sigma-set/2 whose columns
+decode to the sample's arrays, the card shows the run's real figures, the upload goes to the right
+dataset repo, and bad input is one line with nothing half-written. (The session's run is whatever
+version the writer writes; test_export_hf_versions.py exports a /1 and a /2 run side by side.)"""
 
 from __future__ import annotations
 
@@ -19,13 +20,14 @@ import huggingface_hub
 import numpy as np
 import pytest
 from helpers import run_cli
-from PIL import Image
 
 from datagen.export.card import render_card
 from datagen.errors import UserError
 from datagen.export.hf import SUBJECT_KEYS, ExportTally, export_hf, sample_features
 from datagen.final.read import final_shards, iter_final_samples, shard_stats
 from datagen.config import load_run_config
+from datagen.recipe.instances import exclusive_by_depth
+from datagen.store.depth_png import LogRange, decode_depth_png
 
 
 def _export(run_dir: Path, out: Path, **kw) -> str:
@@ -43,10 +45,6 @@ def _written(run_dir: Path) -> int:
 
 def _pixels(image) -> np.ndarray:
     return np.asarray(image)
-
-
-def _png_pixels(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
 
 
 def _rewrite_member(shard: Path, name: str, data: bytes) -> None:
@@ -96,28 +94,67 @@ def test_one_row_per_final_sample_in_key_order(exported, dataset, finished_run):
 
 
 def test_features_are_declared_not_inferred(dataset):
-    assert dataset.features == sample_features(128, 128)
+    assert dataset.features == sample_features()
     subject = dataset.features["subjects"].feature
     assert set(SUBJECT_KEYS) | {"extra_json"} == set(subject)
     assert set(subject["box_3d"]) == {"center", "extent", "rotation", "corners"}
+    assert set(subject["identity"]) == {"width", "height", "source"}
+    assert {"instances", "identities", "depth", "depth_info", "source"} <= set(dataset.features)
+    assert not {"masks", "crops"} & set(dataset.features)  # /2's layout: no per-subject lists
 
 
-def test_arrays_equal_the_shard_members(dataset, finished_run):
+def _depth_png_bytes(dataset):
+    return dataset.cast_column("depth", datasets.Image(decode=False))["depth"]
+
+
+def test_rows_decode_to_the_samples_arrays(dataset, finished_run):
+    stored = _depth_png_bytes(dataset)
     rows = dataset.with_format(None)
-    for sample, row in zip(iter_final_samples(finished_run), rows, strict=True):
+    for sample, row, depth_png in zip(iter_final_samples(finished_run), rows, stored, strict=True):
         n = len(sample.subjects)
         assert row["key"] == sample.key and row["shard"] == sample.shard.name
         assert row["image"].mode == "RGB"
         np.testing.assert_array_equal(_pixels(row["image"]), sample.image)
-        assert len(row["masks"]) == len(row["identities"]) == len(row["crops"]) == n
-        for i in range(n):
-            assert row["masks"][i].mode == "L"
-            np.testing.assert_array_equal(_pixels(row["masks"][i]), sample.masks[i].astype(np.uint8) * 255)
-            np.testing.assert_array_equal(_pixels(row["identities"][i].convert("RGB")), sample.identities[i])
-            assert row["crops"][i].mode == "RGBA"
-            np.testing.assert_array_equal(_pixels(row["crops"][i]), _png_pixels(sample.crop(i)))
-        depth = np.asarray(row["depth"], dtype=np.float32)
-        np.testing.assert_array_equal(depth, sample.depth)
+        instances = _pixels(row["instances"])
+        assert row["instances"].mode == "L" and int(instances.max()) <= n
+        exclusive = np.stack(exclusive_by_depth(list(sample.masks), sample.depth))  # /2's masks already are
+        np.testing.assert_array_equal(instances[None] == np.arange(1, n + 1)[:, None, None], exclusive)
+        np.testing.assert_array_equal(_pixels(row["identities"]).reshape(sample.identities.shape), sample.identities)
+        info = row["depth_info"]
+        assert info["encoding"] == "log16" and info["units"] == "m"
+        depth = decode_depth_png(depth_png["bytes"], LogRange(info["log_min"], info["log_max"]))
+        known = np.isfinite(sample.depth) & (sample.depth > 0)
+        np.testing.assert_array_equal(np.isnan(depth), ~known)
+        assert np.max(np.abs(depth[known] / sample.depth[known] - 1)) <= 1e-4
+        assert row["source"]["kind"] == "generated" and row["source"]["id"] == sample.key
+        assert {s["identity"]["source"] for s in row["subjects"]} <= {"repose", "reference"}
+
+
+def rebuild_metadata(row) -> dict:
+    """The sample's json from a row's typed and JSON columns."""
+    subjects = [{**{k: s[k] for k in SUBJECT_KEYS}, **json.loads(s["extra_json"])} for s in row["subjects"]]
+    rebuilt = {
+        "schema": row["schema"],
+        "key": row["key"],
+        "width": row["width"],
+        "height": row["height"],
+        "prompt": row["prompt"],
+        "subjects": subjects,
+        "camera": row["camera"],
+        "depth": row["depth_info"],
+        "source": row["source"],
+        "generation": json.loads(row["generation_json"]),
+        "provenance": row["provenance"],
+        **json.loads(row["extra_json"]),
+    }
+    if row["truth_json"] is not None:
+        rebuilt["truth"] = json.loads(row["truth_json"])
+    if row["schema"] == "sigma-set/1":  # what the row adds to a /1 sample: its source, depth range
+        del rebuilt["source"]
+        rebuilt["depth"] = {k: rebuilt["depth"][k] for k in ("units", "source")}
+        for subject in rebuilt["subjects"]:
+            assert subject["identity"].pop("source") == "repose"
+    return rebuilt
 
 
 def test_metadata_rebuilds_exactly_from_the_columns(dataset, finished_run):
@@ -125,42 +162,10 @@ def test_metadata_rebuilds_exactly_from_the_columns(dataset, finished_run):
     metadata object from the row gives the shard's json back, key for key."""
     for sample, row in zip(iter_final_samples(finished_run), dataset, strict=True):
         original = json.loads(sample.members["json"])
-        subjects = [{**{k: s[k] for k in SUBJECT_KEYS}, **json.loads(s["extra_json"])} for s in row["subjects"]]
-        rebuilt = {
-            "schema": row["schema"],
-            "key": row["key"],
-            "width": row["width"],
-            "height": row["height"],
-            "prompt": row["prompt"],
-            "subjects": subjects,
-            "camera": row["camera"],
-            "depth": row["depth_info"],
-            "generation": json.loads(row["generation_json"]),
-            "provenance": row["provenance"],
-            **json.loads(row["extra_json"]),
-        }
-        if row["truth_json"] is not None:
-            rebuilt["truth"] = json.loads(row["truth_json"])
-        assert rebuilt == original
+        assert rebuild_metadata(row) == original
         assert row["metadata_json"] == sample.members["json"].decode()
         assert [s["box_2d"] for s in row["subjects"]] == [s["box_2d"] for s in original["subjects"]]
         assert "truth" in original and "filter" in original  # the fixture run keeps truth; the filter adds its section
-
-
-def test_nan_and_inf_depth_are_kept(finished_run, tmp_path):
-    run = shutil.copytree(finished_run, tmp_path / "run")
-    first = next(iter_final_samples(run))
-    depth = first.depth.copy()
-    depth[0, :5], depth[1, :3] = np.nan, np.inf
-    buf = io.BytesIO()
-    np.save(buf, depth)
-    _rewrite_member(first.shard, f"{first.key}.depth.npy", buf.getvalue())
-    out = tmp_path / "hf"
-    _export(run, out)
-    got = datasets.load_from_disk(str(out)).with_format("numpy")[0]["depth"]
-    assert got.dtype == np.float32
-    assert np.isnan(got[0, :5]).all() and np.isposinf(got[1, :3]).all()
-    np.testing.assert_array_equal(got, depth)
 
 
 # ---------------------------------------------------------------- card
@@ -176,7 +181,7 @@ def test_card_front_matter(exported, dataset):
     assert data["license"] == "other"
     assert "text-to-image" in data["task_categories"]
     assert data["size_categories"] == ["n<1K"]
-    assert data["pretty_name"] == "small (sigma-set/1)"
+    assert data["pretty_name"] == f"small ({dataset[0]['schema']})"
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data-*.arrow"}]}]
     assert [f["name"] for f in data["dataset_info"]["features"]] == list(dataset.features)
 
@@ -204,6 +209,8 @@ def test_card_shows_the_runs_figures(exported, dataset, finished_run):
     assert provenance["run_id"] in text and provenance["config_sha256"] in text and provenance["datagen_version"] in text
     assert f"**Samples:** {dataset.num_rows} (128x128), from 3 of 3 final shards" in text
     assert "TODO: fill in" in text and "`metadata_json`" in text and "`extra_json`" in text
+    assert f"**Stored as:** {dataset[0]['schema']} ({dataset.num_rows} samples)" in text
+    assert "`instances == i + 1`" in text and "`log_min`" in text and "| `crops` |" not in text
     assert "| boxes | open3d | - | open3d (" in text  # models as configured and as recorded in the samples
 
 
@@ -306,7 +313,8 @@ def _truncated_shard(run: Path) -> None:
 
 def _corrupt_png(run: Path) -> None:
     first = next(iter_final_samples(run))
-    _rewrite_member(first.shard, f"{first.key}.mask_00.png", b"\x89PNG\r\n\x1a\nnot a png")
+    small = "mask_00.png" if first.schema == "sigma-set/1" else "instances.png"  # the shard keeps its size
+    _rewrite_member(first.shard, f"{first.key}.{small}", b"\x89PNG\r\n\x1a\nnot a png")
 
 
 @pytest.mark.parametrize(
@@ -314,7 +322,7 @@ def _corrupt_png(run: Path) -> None:
     [
         (_no_final_shards, "no final shards"),
         (_truncated_shard, "shard-000001.tar"),
-        (_corrupt_png, "mask_00.png: undecodable"),
+        (_corrupt_png, ".png: undecodable"),
     ],
 )
 def test_bad_runs_fail_in_one_line_with_nothing_written(finished_run, tmp_path, breakage, expected):

@@ -1,9 +1,11 @@
-"""The one decoder reads sigma-set/1 and /2 alike: a /1 sample of a finished run, re-encoded as
-/2's five members (exclusive masks), decodes to the same image and identities, the exclusive
-masks, and depth within log16's bound; /2's extra promises are checked."""
+"""The one decoder reads sigma-set/1 and /2 alike: a /1 sample (of the committed /1 run,
+tests/fixtures/v1_run), re-encoded as /2's five members (exclusive masks), decodes to the same
+image and identities, the exclusive masks, and depth within log16's bound; /2's extra promises
+are checked."""
 
 import copy
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,14 @@ from datagen.recipe.instances import exclusive_by_depth
 from datagen.store.codec import decode_image, decode_json, encode_json
 from helpers import rewrite_as_v2, run_cli
 
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_run"
+
+
+@pytest.fixture(scope="module")
+def v1_run(tmp_path_factory) -> Path:
+    """A copy of the committed sigma-set/1 run (the fixture itself is never touched)."""
+    return shutil.copytree(FIXTURE, tmp_path_factory.mktemp("v1") / "run")
+
 
 def _as_v2(sample):
     meta = copy.deepcopy(sample.meta)
@@ -25,8 +35,10 @@ def _as_v2(sample):
     return encode_v2(meta, sample.image, masks, sample.depth, sample.identities), masks
 
 
-def test_a_v2_sample_decodes_to_the_same_arrays_as_its_v1_original(finished_run):
-    for sample in iter_final_samples(finished_run, limit=4):
+def test_a_v2_sample_decodes_to_the_same_arrays_as_its_v1_original(v1_run):
+    seen = 0
+    for sample in iter_final_samples(v1_run, limit=4):
+        assert sample.schema == "sigma-set/1"
         fields, masks = _as_v2(sample)
         assert sorted(fields) == ["depth.png", "identities.png", "instances.png", "json", "png"]
         got = decode_sample(fields, sample.key)
@@ -39,6 +51,8 @@ def test_a_v2_sample_decodes_to_the_same_arrays_as_its_v1_original(finished_run)
         assert np.max(np.abs(got["depth"][known] / sample.depth[known] - 1)) <= 1e-4
         v1 = decode_sample(sample.members, sample.key)  # and /1 still reads as before
         assert v1["json"]["schema"] == "sigma-set/1" and np.array_equal(v1["masks"], sample.masks)
+        seen += 1
+    assert seen == 4
 
 
 def test_v2_promises_are_checked(finished_run):
@@ -76,15 +90,16 @@ def test_encode_v2_refuses_overlapping_masks(finished_run):
 
 
 @pytest.fixture(scope="module")
-def v2_run(finished_run, tmp_path_factory):
-    run = shutil.copytree(finished_run, tmp_path_factory.mktemp("v2") / "run")
+def v2_run(tmp_path_factory):
+    """The /1 fixture's run, re-encoded as /2."""
+    run = shutil.copytree(FIXTURE, tmp_path_factory.mktemp("v2") / "run")
     rewrite_as_v2(run)
     return run
 
 
-def test_readers_give_the_same_sample_from_a_v1_run_and_its_v2_copy(finished_run, v2_run):
-    pairs = list(zip(iter_final_samples(finished_run), iter_final_samples(v2_run), strict=True))
-    assert len(pairs) == sum(1 for _ in iter_final_samples(finished_run)) > 0
+def test_readers_give_the_same_sample_from_a_v1_run_and_its_v2_copy(v1_run, v2_run):
+    pairs = list(zip(iter_final_samples(v1_run), iter_final_samples(v2_run), strict=True))
+    assert len(pairs) == sum(1 for _ in iter_final_samples(v1_run)) > 0
     for one, two in pairs:
         assert (one.key, one.schema, two.schema) == (two.key, "sigma-set/1", "sigma-set/2")
         assert np.array_equal(two.image, one.image) and np.array_equal(two.identities, one.identities)
@@ -98,9 +113,29 @@ def test_readers_give_the_same_sample_from_a_v1_run_and_its_v2_copy(finished_run
             assert np.array_equal(crop[..., 3] > 0, two.masks[i][y0:y1, x0:x1])
 
 
-def test_show_and_browse_read_a_v2_run(finished_run, v2_run, tmp_path):
+def test_show_and_browse_read_a_v2_run(v1_run, v2_run, tmp_path):
     assert run_cli("show", str(v2_run), "--out", str(tmp_path / "sheet.png")).returncode == 0
     done = run_cli("browse", str(v2_run), "--out", str(tmp_path / "site"))
     assert done.returncode == 0, done.stderr
     pages = list((tmp_path / "site").rglob("id_00.png"))
-    assert len(pages) == sum(1 for _ in iter_final_samples(finished_run))
+    assert len(pages) == sum(1 for _ in iter_final_samples(v1_run))
+
+
+def test_an_instance_map_stored_in_another_mode_is_refused(finished_run):
+    """RGB converted to L would turn coloured pixels into brightness values, so wrong masks."""
+    import io
+
+    from PIL import Image
+
+    from datagen.final.decode import BadSample, decode_sample
+    from datagen.store.shards import read_tar
+
+    shard = min((finished_run / "final").glob("shard-*.tar"))
+    key, members = min(read_tar(shard).items())
+    instances = Image.open(io.BytesIO(members["instances.png"]))
+    buf = io.BytesIO()
+    instances.convert("RGB").save(buf, format="PNG")
+    decode_sample(members, key)  # as stored: fine
+    with pytest.raises(BadSample, match="^instances.png is mode RGB, expected L$") as err:
+        decode_sample({**members, "instances.png": buf.getvalue()}, key)
+    assert err.value.reason == "image"

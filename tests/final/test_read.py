@@ -21,13 +21,19 @@ def test_final_shards_agree_with_status(finished_run):
     assert count_final_samples(finished_run) == kept
 
 
-def test_shards_of_older_settings_are_not_served(finished_run, tmp_path):
+def test_shards_of_older_settings_are_read_while_status_would_redo_them(finished_run, tmp_path):
+    """A finished final shard is whole whatever settings made it (an older datagen, an edited
+    config): readers serve it, so old runs stay readable; status counts by the current settings."""
+    from datagen.config import load_run_config
+    from datagen.pipeline.markers import final_kept
+    from datagen.store.paths import RunPaths
+
     run = shutil.copytree(finished_run, tmp_path / "run")
     data = yaml.safe_load((run / "run.yaml").read_text())
-    data["filters"]["max_mask_overlap"] = 0.61  # the run's final shards were made under 0.5
+    data["filters"]["min_exclusive_share"] = 0.61  # the run's final shards were made under 0.5
     (run / "run.yaml").write_text(yaml.safe_dump(data))
-    with pytest.raises(UserError, match="no final shards"):
-        final_shards(run)
+    assert [p.name for p in final_shards(run)] == [p.name for p in final_shards(finished_run)]
+    assert final_kept(load_run_config(run), RunPaths(run)) == (0, 0)
 
 
 def test_a_shard_whose_tar_is_gone_does_not_count(finished_run, tmp_path):

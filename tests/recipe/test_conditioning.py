@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from scipy.spatial import ConvexHull
 
 from datagen.recipe.conditioning import (
@@ -26,6 +22,7 @@ from datagen.recipe.conditioning import (
     routing_maps,
     sample_control,
 )
+from datagen.final.read import iter_final_samples
 from datagen.recipe.geometry import make_box3d, points_in_box, project_points
 from tests.helpers import run_cli
 
@@ -295,16 +292,9 @@ def real_sample(tmp_path_factory) -> dict:
             "--set", "run.width=128", "--set", "run.height=128", "--executor", "local", "--out", str(out)]
     proc = run_cli(*args, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    shard = min((out / "final").glob("*.tar"))
-    with tarfile.open(shard) as tar:
-        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-    key = min(n.split(".")[0] for n in members)
-    meta = json.loads(members[f"{key}.json"])
-    n = len(meta["subjects"])
-    masks = np.stack([np.asarray(Image.open(io.BytesIO(members[f"{key}.mask_{i:02d}.png"]))) > 127 for i in range(n)])
-    depth = np.load(io.BytesIO(members[f"{key}.depth.npy"]), allow_pickle=False)
-    ids = [np.asarray(Image.open(io.BytesIO(members[f"{key}.id_{i:02d}.png"])).convert("RGB")) for i in range(n)]
-    return {"json": meta, "masks": masks, "depth": depth, "identity": np.stack(ids)}
+    sample = next(iter_final_samples(out))
+    meta, masks, depth, ids = sample.meta, sample.masks, sample.depth, sample.identities
+    return {"json": meta, "masks": masks, "depth": depth, "identity": ids}
 
 
 def test_real_sample_builds_all_three_controls(real_sample):

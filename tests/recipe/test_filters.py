@@ -29,7 +29,7 @@ def test_duplicates_and_overlaps_keep_the_higher_score():
     inside = _rect(15, 15, 30, 30)
     apart = _rect(60, 60, 90, 90)
     masks = np.stack([a, dup, inside, apart])
-    reasons = subject_rejections(masks, [0.5, 0.9, 0.7, 0.6], FilterRules(max_mask_overlap=0.5))
+    reasons = subject_rejections(masks, [0.5, 0.9, 0.7, 0.6], FilterRules(overlap="score", max_mask_overlap=0.5))
     assert reasons == {0: "overlap", 2: "overlap"}  # dup (0.9) wins over a and over inside
     assert mask_overlap(a, inside) == 1.0 and mask_overlap(a, apart) == 0.0
 
@@ -37,8 +37,8 @@ def test_duplicates_and_overlaps_keep_the_higher_score():
 def test_overlap_bound_is_config():
     a, b = _rect(10, 10, 40, 40), _rect(25, 10, 55, 40)  # half of each overlaps
     masks = np.stack([a, b])
-    assert subject_rejections(masks, [1.0, 0.5], FilterRules(max_mask_overlap=0.6)) == {}
-    assert subject_rejections(masks, [1.0, 0.5], FilterRules(max_mask_overlap=0.4)) == {1: "overlap"}
+    assert subject_rejections(masks, [1.0, 0.5], FilterRules(overlap="score", max_mask_overlap=0.6)) == {}
+    assert subject_rejections(masks, [1.0, 0.5], FilterRules(overlap="score", max_mask_overlap=0.4)) == {1: "overlap"}
 
 
 def test_subject_count():
@@ -46,3 +46,12 @@ def test_subject_count():
     assert subject_count_reason(2, rules) == "too_few_subjects"
     assert subject_count_reason(3, rules) is None
     assert subject_count_reason(11, rules) == "too_many_subjects"
+
+
+def test_with_overlap_depth_overlaps_wait_for_depth():
+    """The default leaves overlaps to the exclusive-mask step (stages.exclusive), area rules still apply."""
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 0:6, 0:6] = True
+    masks[1, 0:6, 0:6] = True  # a duplicate
+    assert subject_rejections(masks, [1.0, 0.5], FilterRules()) == {}
+    assert subject_rejections(masks, [1.0, 0.5], FilterRules(max_box_area_frac=0.3)) == {0: "box_area_large", 1: "box_area_large"}

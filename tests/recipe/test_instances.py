@@ -7,6 +7,7 @@ from datagen.recipe.instances import (
     decode_instances,
     encode_instances,
     exclusive_by_depth,
+    exclusive_subjects,
     kept_share,
     subject_depths,
 )
@@ -63,3 +64,31 @@ def test_the_instance_map_round_trips_exclusive_masks_and_refuses_overlap():
         encode_instances([far, near])
     with pytest.raises(ValueError, match="only 1 subjects"):
         decode_instances(instances, 1)
+
+
+def test_an_occluded_subject_is_dropped_and_those_behind_it_keep_what_it_covered():
+    depth = np.full((10, 14), 9.0, np.float32)  # `back` and the background
+    front = np.zeros((10, 14), bool)
+    front[2:8, 0:6] = True
+    depth[2:8, 0:6] = 1.0
+    middle = np.zeros((10, 14), bool)
+    middle[2:8, 1:8] = True  # 30 of its 42 pixels under `front`: keeps 2/7
+    depth[2:8, 6:8] = 2.0
+    back = np.zeros((10, 14), bool)
+    back[2:8, 7:14] = True  # its first column under `middle`
+    assert subject_depths([front, middle, back], depth) == [1.0, 2.0, 9.0]  # uncontested pixels decide
+    masks, reasons = exclusive_subjects([front, middle, back], depth, [0, 1, 2], 0.5)
+    assert reasons == {1: "occluded"}
+    assert np.array_equal(masks[0], front)
+    assert np.array_equal(masks[1], middle)  # a dropped subject's mask is left as it was
+    assert np.array_equal(masks[2], back)  # the column `middle` would have taken stays back's
+    # With no share asked for, nobody is dropped and `middle` keeps its sliver.
+    masks, reasons = exclusive_subjects([front, middle, back], depth, [0, 1, 2], 0.0)
+    assert reasons == {} and np.array_equal(masks[1], middle & ~front)
+    assert np.array_equal(masks[2], back & ~middle)
+
+
+def test_subjects_outside_alive_claim_nothing_and_stay_as_they_were():
+    (far, near), depth = _scene()
+    masks, reasons = exclusive_subjects([far, near], depth, [0], 0.5)
+    assert reasons == {} and np.array_equal(masks[0], far) and np.array_equal(masks[1], near)

@@ -1,6 +1,7 @@
+import json
 import copy
 
-from datagen.final.writer import final_members, final_meta
+from datagen.final.writer import final_members
 from datagen.store.inflight import Rejected
 from datagen.schema import SampleMeta
 from datagen.pipeline.preflight import build_stage
@@ -12,12 +13,14 @@ def test_kept_samples_meet_the_format(small_cfg, through):
     kept = through("filter")
     assert kept
     for s in kept:
-        meta = final_meta(s, small_cfg)
+        members = dict(final_members(s, small_cfg))
+        assert sorted(members) == [f"{s.key}.{f}" for f in ("depth.png", "identities.png", "instances.png", "json", "png")]
+        meta = json.loads(members[f"{s.key}.json"])
         SampleMeta.model_validate(meta)
+        assert meta["schema"] == "sigma-set/2" and meta["source"]["id"] == s.key
         assert [x["intensity"] for x in meta["subjects"]] == [10 * (i + 1) for i in range(len(s.subjects))]
+        assert all(x["identity"]["source"] == "repose" for x in meta["subjects"])
         assert "sid" not in meta["subjects"][0] and meta["truth"]["subjects"][0]["name"] == s.subjects[0]["name"]
-        names = [m[0] for m in final_members(s, small_cfg)]
-        assert f"{s.key}.json" in names and f"{s.key}.depth.npy" in names and f"{s.key}.mask_00.png" in names
 
 
 def test_box_far_from_its_mask_is_dropped(small_cfg, through):

@@ -70,3 +70,14 @@ def test_an_8_bit_png_is_not_depth():
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(buf, format="PNG")
     with pytest.raises(ValueError, match="16-bit"):
         decode_depth_png(buf.getvalue(), LogRange(0.0, 1.0))
+
+
+def test_codes_survive_an_intermediate_member_unchanged():
+    from datagen.store.depth_png import Log16
+
+    first = Log16.of(_depth(7))
+    spec, suffix, data = first.encode_member()
+    back = Log16.from_member(round_floats(spec), data)
+    assert suffix == "png" and back.range == first.range
+    np.testing.assert_array_equal(back.codes, first.codes)
+    np.testing.assert_array_equal(back.decode(), first.decode())

@@ -2,7 +2,7 @@ import numpy as np
 
 from datagen.store.codec import decode_npy, encode_json, encode_npy
 from datagen.store.inflight import Sample, decode_array, encode_array, read_stage_samples, write_members
-from datagen.store.shards import commit_tar
+from datagen.store.shards import commit_tar, read_tar
 
 
 def test_arrays_round_trip_exactly():
@@ -48,7 +48,7 @@ def test_stage_shards_store_only_changed_arrays(tmp_path):
     b = tmp_path / "b.tar"
     commit_tar(b, write_members([s]))
     names = sorted(__import__("datagen.store.shards", fromlist=["read_tar"]).read_tar(b)["000001_000005"])
-    assert names == ["depth.npy", "json"]
+    assert names == ["depth.png", "json"]
     (back,) = read_stage_samples([a, b], shard=1)
     assert back.meta["x"] == 1 and back.seed == 99 and back.key == "000001_000005"
     np.testing.assert_array_equal(back.arrays["image"], img)
@@ -68,3 +68,27 @@ def test_drop_subjects_keeps_arrays_aligned():
 def test_json_is_canonical():
     assert encode_json({"b": 1, "a": [1.5, "x"]}) == b'{"a":[1.5,"x"],"b":1}'
     assert encode_npy(np.zeros(2, np.float32)) == encode_npy(np.zeros(2, np.float32))
+
+
+def test_depth_is_stored_as_log16_and_reads_back_as_the_stage_saw_it(tmp_path):
+    """A later stage sees the same depth whether it got the sample in memory or from the shard
+    (a resumed run): set_array keeps the stored codes, and writing them again changes nothing."""
+    rng = np.random.default_rng(3)
+    depth = np.exp(rng.uniform(np.log(0.5), np.log(80.0), (64, 96))).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.1] = np.nan
+    s = Sample(index=2, shard=0, seed=1, meta={"subjects": []})
+    s.set_array("depth", depth)
+    in_memory = s.arrays["depth"]
+    known = np.isfinite(depth)
+    assert np.array_equal(np.isnan(in_memory), ~known)
+    assert np.max(np.abs(in_memory[known] / depth[known] - 1)) <= np.log(160) / 131068 * 1.01
+    first = tmp_path / "first.tar"
+    commit_tar(first, write_members([s]))
+    (back,) = read_stage_samples([first], shard=0)
+    np.testing.assert_array_equal(back.arrays["depth"], in_memory)
+    again = tmp_path / "again.tar"
+    back.changed.add("depth")
+    commit_tar(again, write_members([back]))
+    assert again.read_bytes() == first.read_bytes()
+    stored = read_tar(first)["000000_000002"]
+    assert set(stored) == {"json", "depth.png"} and len(stored["depth.png"]) < 0.6 * depth.nbytes

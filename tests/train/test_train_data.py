@@ -133,38 +133,117 @@ def _evil_pickle(marker: Path) -> bytes:
     return pickle.dumps(_Reducer(marker))
 
 
+FIXTURE = REPO / "tests" / "fixtures" / "v1_run"  # a committed sigma-set/1 run (read, never written)
+SCHEMAS = {"v1": "sigma-set/1", "v2": "sigma-set/2"}
+
+
+@pytest.fixture(scope="module")
+def v1_samples() -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {}
+    for shard in sorted((FIXTURE / "final").glob("shard-*.tar")):
+        out.update(read_tar(shard))
+    return out
+
+
+def _samples_of(request, version: str) -> dict[str, dict[str, bytes]]:
+    """The /1 fixture's samples, or the /2 samples the pipeline writes now."""
+    samples = request.getfixturevalue("v1_samples" if version == "v1" else "samples")
+    assert {json.loads(m["json"])["schema"] for m in samples.values()} == {SCHEMAS[version]}
+    return samples
+
+
+def _png_array(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def _png(a: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _drop(field: str):
+    return lambda m: {f: b for f, b in m.items() if f != field}
+
+
+def _edit(field: str, fn):
+    """Replace member `field` by fn(its bytes, the sample's json as a dict)."""
+    return lambda m: {**m, field: fn(m[field], json.loads(m["json"]))}
+
+
+def _json(change):
+    return _edit("json", lambda b, meta: json.dumps(change(meta)).encode())
+
+
+def _instances_beyond_count(b: bytes, meta: dict) -> bytes:
+    a = _png_array(b).copy()
+    a[0, 0] = len(meta["subjects"]) + 1  # a subject the json does not list
+    return _png(a)
+
+
+def _one_identity_short(b: bytes, meta: dict) -> bytes:
+    """identities.png with the last identity cut off: N - 1 identities tall."""
+    return _png(_png_array(b)[: -meta["subjects"][0]["identity"]["height"]])
+
+
+def _taller_identities(meta: dict) -> dict:
+    """The json claims every identity is a row taller than identities.png holds."""
+    subjects = [{**s, "identity": {**s["identity"], "height": s["identity"]["height"] + 1}} for s in meta["subjects"]]
+    return {**meta, "subjects": subjects}
+
+
+# (reason-what, change): each break applies to the members of the version under test; the
+# reason is the BadSample counter the decoder must give.
+BOTH = [
+    ("json-undecodable", _edit("json", lambda b, m: b"{not json")),
+    ("json-other-key", _json(lambda m: {**m, "key": "000009_000009"})),
+    ("schema-unknown", _json(lambda m: {**m, "schema": "sigma-set/9"})),
+    ("count-no-subjects", _json(lambda m: {**m, "subjects": []})),
+    ("image-png-truncated", _edit("png", lambda b, m: b[: len(b) // 2])),
+    ("missing-png", _drop("png")),
+    ("missing-json", _drop("json")),
+]
+V1_BREAKS = [
+    ("count-no-mask_01", _drop("mask_01.png")),
+    ("count-no-id_00", _drop("id_00.png")),
+    ("image-mask-garbage", _edit("mask_00.png", lambda b, m: b"garbage")),
+    ("shape-mask-8x8", _edit("mask_00.png", lambda b, m: _png(np.zeros((8, 8), np.uint8)))),
+    ("missing-depth.npy", _drop("depth.npy")),
+    ("depth-npy-garbage", _edit("depth.npy", lambda b, m: b"garbage")),
+    ("shape-depth-64x64", _edit("depth.npy", lambda b, m: _npy(np.zeros((64, 64), np.float32)))),
+    ("shape-depth-int32", _edit("depth.npy", lambda b, m: _npy(np.zeros((m["height"], m["width"]), np.int32)))),
+]
+V2_BREAKS = [
+    ("missing-instances", _drop("instances.png")),
+    ("missing-identities", _drop("identities.png")),
+    ("missing-depth.png", _drop("depth.png")),
+    ("image-instances-garbage", _edit("instances.png", lambda b, m: b"garbage")),
+    ("image-identities-truncated", _edit("identities.png", lambda b, m: b[: len(b) // 2])),
+    ("shape-instances-64x64", _edit("instances.png", lambda b, m: _png(np.zeros((64, 64), np.uint8)))),
+    ("count-instance-beyond-subjects", _edit("instances.png", _instances_beyond_count)),
+    ("shape-identities-one-short", _edit("identities.png", _one_identity_short)),
+    ("shape-identity-height-in-json", _json(_taller_identities)),
+    ("depth-8bit", _edit("depth.png", lambda b, m: _png((_png_array(b) >> 8).astype(np.uint8)))),  # 8 bit
+    ("depth-png-garbage", _edit("depth.png", lambda b, m: b"garbage")),
+    ("shape-depth-64x64", _edit("depth.png", lambda b, m: _png(np.ones((64, 64), np.uint16)))),
+]
+BREAKS = [(v, *c) for v in ("v1", "v2") for c in BOTH] + [("v1", *c) for c in V1_BREAKS] + [("v2", *c) for c in V2_BREAKS]
+
+
 @pytest.mark.parametrize(
-    "reason, change",
-    [
-        ("json", lambda f, b: b"{not json" if f == "json" else b),
-        (
-            "json",
-            lambda f, b: json.dumps({**json.loads(b), "key": "000009_000009"}).encode() if f == "json" else b,
-        ),
-        (
-            "schema",
-            lambda f, b: json.dumps({**json.loads(b), "schema": "sigma-set/9"}).encode() if f == "json" else b,
-        ),
-        ("count", lambda f, b: None if f == "mask_01.png" else b),
-        ("count", lambda f, b: None if f == "id_00.png" else b),
-        ("image", lambda f, b: b[: len(b) // 2] if f == "png" else b),
-        ("image", lambda f, b: b"garbage" if f == "mask_00.png" else b),
-        ("missing", lambda f, b: None if f == "depth.npy" else b),
-        (
-            "shape",
-            lambda f, b: _npy(np.zeros((64, 64), np.float32)) if f == "depth.npy" else b,
-        ),
-        (
-            "shape",
-            lambda f, b: _npy(np.zeros((128, 128), np.int32)) if f == "depth.npy" else b,
-        ),
-    ],
+    "version, reason, change", [pytest.param(v, what.split("-")[0], change, id=f"{v}-{what}") for v, what, change in BREAKS]
 )
-def test_decode_rejects_bad_samples(samples, reason, change):
-    key, members = min(samples.items())
-    bad = {f: change(f, b) for f, b in members.items()}
+def test_decode_rejects_bad_samples(request, version, reason, change):
+    key, members = min(_samples_of(request, version).items())
+    D.decode_sample(members, key)  # good as written
+    bad = change(members)
+    assert bad != members
     with pytest.raises(D.BadSample) as e:
-        D.decode_sample({f: b for f, b in bad.items() if b is not None}, key)
+        D.decode_sample(bad, key)
     assert e.value.reason == reason, str(e.value)
 
 
@@ -174,18 +253,27 @@ def _npy(a: np.ndarray, allow_pickle: bool = False) -> bytes:
     return buf.getvalue()
 
 
-def test_pickled_members_are_never_unpickled(samples, run_dir, tmp_path):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_pickled_members_are_never_unpickled(request, version, tmp_path):
+    """/1: sample 0's depth.npy holds a pickled object array (rejected, never unpickled). /2:
+    sample 0 carries the same array as an unknown member (ignored: the sample still trains).
+    Every sample also carries .pyd / .pickle members, which webdataset's own decoders would
+    unpickle."""
+    samples = _samples_of(request, version)
     marker = tmp_path / "unpickled"
     payload = _evil_pickle(marker)
     pickle.loads(payload)  # the payload works: unpickling it does create the marker
     assert marker.exists()
     marker.unlink()
 
+    evil_npy = _npy(np.array([_Reducer(marker)], dtype=object), allow_pickle=True)
     members = []
     for i, (key, fields) in enumerate(sorted(samples.items())[:4]):
+        fields = dict(fields)
+        if i == 0:  # /1: its depth, an object array holding the payload; /2: an unknown member
+            assert ("depth.npy" in fields) == (version == "v1")
+            fields["depth.npy"] = evil_npy
         for field, data in sorted(fields.items()):
-            if i == 0 and field == "depth.npy":  # sample 0's depth: an object array holding the payload
-                data = _npy(np.array([_Reducer(marker)], dtype=object), allow_pickle=True)
             members.append((f"{key}.{field}", data))
         members += [(f"{key}.pyd", payload), (f"{key}.pickle", payload)]
     shard = tmp_path / "evil.tar"
@@ -194,8 +282,13 @@ def test_pickled_members_are_never_unpickled(samples, run_dir, tmp_path):
     assert D.validate_data(str(shard)) == [str(shard)]
     stats = D.DataStats()
     got = examples([str(shard)], cfg(), stats, 12)
-    assert {e["key"] for e in got} == {k for k, _ in sorted(samples.items())[1:4]}
-    assert stats["rejected:depth"] >= 1
+    keys = [k for k, _ in sorted(samples.items())[:4]]
+    if version == "v1":
+        assert {e["key"] for e in got} == set(keys[1:])
+        assert stats["rejected:depth"] >= 1
+    else:
+        assert {e["key"] for e in got} == set(keys)
+        assert not [k for k in stats.as_dict() if k.startswith("rejected")]
     assert not marker.exists()
 
 

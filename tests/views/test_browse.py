@@ -7,6 +7,7 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from helpers import run_cli
 from PIL import Image
@@ -187,24 +188,56 @@ def test_malicious_caption_runs_nothing_in_the_browser(driver, viewer, tmp_path)
 # ---------------------------------------------------------------- the generator
 
 
-def test_files_per_sample(viewer, expected, finished_run):
+def _check_files(viewer: Path, run: Path, schema: str) -> None:
+    """The files `datagen browse` wrote for a run's samples: thumbnail, depth and overlay layers,
+    the stored image byte for byte, and per subject an identity image and a crop (stored
+    members in /1, derived from identities.png, the image and instances.png in /2)."""
     for name in ("index.html", "viewer.js", "viewer.css"):
         assert (viewer / name).stat().st_size > 0
-    assert sorted(p.stem for p in (viewer / "samples").glob("*.html")) == sorted(expected)
-    for sample in iter_final_samples(finished_run, limit=2):
+    keys = [s.key for s in iter_final_samples(run)]
+    assert sorted(p.stem for p in (viewer / "samples").glob("*.html")) == sorted(keys)
+    for sample in iter_final_samples(run, limit=2):
+        assert sample.schema == schema
         media = viewer / "samples" / sample.key
         h, w = sample.image.shape[:2]
         s = layer_scale(w, h)
+        n = len(sample.subjects)
         assert Image.open(viewer / "thumbs" / f"{sample.key}.jpg").format == "JPEG"
         assert Image.open(media / "depth.png").size == (w, h)
         for stem, *_ in LAYERS[1:]:
             with Image.open(media / f"{stem}.png") as im:
                 assert (im.mode, im.size) == ("RGBA", (w * s, h * s)), stem
-        # Images, identities and crops are the stored PNGs, byte for byte.
+        # The image is the stored one, byte for byte.
         assert (media / "image.png").read_bytes() == sample.members["png"]
-        for i in range(len(sample.subjects)):
-            assert (media / f"id_{i:02d}.png").read_bytes() == sample.members[f"id_{i:02d}.png"]
-            assert (media / f"crop_{i:02d}.png").read_bytes() == sample.crop(i)
+        # One identity image and one crop per subject, no more.
+        assert sorted(p.name for p in media.glob("id_*.png")) == [f"id_{i:02d}.png" for i in range(n)]
+        assert sorted(p.name for p in media.glob("crop_*.png")) == [f"crop_{i:02d}.png" for i in range(n)]
+        for i in range(n):
+            identity, crop = media / f"id_{i:02d}.png", media / f"crop_{i:02d}.png"
+            assert identity.read_bytes() == sample.identity_png(i) and crop.read_bytes() == sample.crop(i)
+            if schema == "sigma-set/1":  # the stored PNGs, byte for byte
+                assert identity.read_bytes() == sample.members[f"id_{i:02d}.png"]
+                assert crop.read_bytes() == sample.members[f"crop_{i:02d}.png"]
+            # Either way: subject i's identity, and the target inside box_2d with alpha = its mask.
+            with Image.open(identity) as im:
+                assert im.mode == "RGB" and np.array_equal(np.asarray(im), sample.identities[i])
+            x0, y0, x1, y1 = sample.subjects[i]["box_2d"]
+            with Image.open(crop) as im:
+                rgba = np.asarray(im)
+            assert im.mode == "RGBA" and rgba.shape == (y1 - y0, x1 - x0, 4)
+            inside = rgba[..., 3] > 0
+            assert np.array_equal(inside, sample.masks[i][y0:y1, x0:x1]) and inside.any()
+            assert np.array_equal(rgba[..., :3][inside], sample.image[y0:y1, x0:x1][inside])
+
+
+def test_files_per_sample(viewer, finished_run):
+    _check_files(viewer, finished_run, "sigma-set/2")
+
+
+def test_files_per_sample_of_a_v1_run(tmp_path):
+    run = shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "v1_run", tmp_path / "run")
+    write_browser(run, tmp_path / "viewer", limit=None, overwrite=False)
+    _check_files(tmp_path / "viewer", run, "sigma-set/1")
 
 
 def test_same_run_same_bytes_and_limit(finished_run, viewer, tmp_path):
