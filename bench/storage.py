@@ -32,7 +32,6 @@ from datagen.final.read import iter_final_samples
 from datagen.pipeline.costs import estimated_bytes_per_sample
 from datagen.pipeline.preflight import build_stage
 from datagen.recipe import perturb
-from datagen.seeds import sample_seed
 from datagen.store.depth_png import decode_depth_png, encode_depth_png
 from datagen.store.inflight import Sample
 
@@ -102,7 +101,7 @@ def float_depths(cfg: RunConfig, samples: int) -> dict[int, np.ndarray]:
     prompts = build_stage("prompts", cfg)
     out = {}
     for i in range(samples):
-        (s,) = prompts.process_batch([Sample(index=i, shard=0, seed=sample_seed(cfg.run.seed, i))])
+        (s,) = prompts.process_batch([Sample(index=i, shard=0, seed=cfg.sample_seed(i))])
         out[i] = render_scene(s.meta["truth"]["scene"]).depth.astype(np.float32)
     return out
 

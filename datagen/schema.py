@@ -115,6 +115,8 @@ class Source(_Strict):
 
 class Generation(_Strict):
     seed: int
+    # The seed namespace: an evaluation run's samples are never a training run's (datagen.seeds).
+    split: Literal["train", "eval"] = "train"
     models: dict[str, str]
     # Per stage with a real model: model id, revision, dtype and the sampling settings.
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -64,6 +64,10 @@ class FilterRules(Strict):
 class RunSection(Strict):
     name: str = "run"
     seed: int = Field(0, ge=0)
+    split: Literal["train", "eval"] = Field(
+        "train", description="eval: a held-out evaluation run, its sample seeds in their own namespace "
+        "(never a training scene) and `generation.split: eval` in every sample; `datagen train` refuses it",
+    )
     num_samples: int = Field(64, gt=0)
     shard_size: int = Field(16, gt=0)
     width: int = Field(512, ge=32, le=4096)
@@ -142,6 +146,12 @@ class RunConfig(Strict):
     def shard_indices(self, shard: int) -> range:
         start = shard * self.run.shard_size
         return range(start, min(start + self.run.shard_size, self.run.num_samples))
+
+    def sample_seed(self, index: int) -> int:
+        """Sample `index`'s seed, in the run's split's namespace (datagen.seeds)."""
+        from datagen.seeds import sample_seed
+
+        return sample_seed(self.run.seed, index, self.run.split)
 
     def recipe_dict(self) -> dict[str, Any]:
         """What determines the samples: everything but execution settings, costs and the run size."""

@@ -25,9 +25,9 @@ def run_id(cfg: RunConfig) -> str:
     return f"{cfg.run.name}-{cfg.config_sha256()[:12]}"
 
 
-def generation_meta(s: Sample) -> dict[str, Any]:
+def generation_meta(s: Sample, split: str) -> dict[str, Any]:
     made = s.meta.get("generation", {})
-    out: dict[str, Any] = {"seed": s.seed, "models": made.get("models", {})}
+    out: dict[str, Any] = {"seed": s.seed, "split": split, "models": made.get("models", {})}
     if made.get("settings"):
         out["settings"] = made["settings"]
     return out
@@ -51,7 +51,7 @@ def final_meta(s: Sample, cfg: RunConfig) -> dict[str, Any]:
         "camera": s.meta["camera"],
         "depth": s.meta["depth"],
         "source": s.meta.get("source", {"kind": "generated", "dataset": rid, "id": s.key}),
-        "generation": generation_meta(s),
+        "generation": generation_meta(s, cfg.run.split),
         "provenance": {"run_id": rid, "config_sha256": cfg.config_sha256(), "datagen_version": __version__},
         "filter": {
             "requested_subjects": s.meta.get("requested_subjects", len(subjects)),

@@ -16,7 +16,8 @@ from datagen.stages import STAGES
 def stage_fingerprints(cfg: RunConfig, shard: int) -> dict[str, str]:
     indices = cfg.shard_indices(shard)
     fp = sha256_json(
-        {"schema": SCHEMA_VERSION, "seed": cfg.run.seed, "shard": shard, "indices": [indices.start, indices.stop]}
+        {"schema": SCHEMA_VERSION, "seed": cfg.run.seed, "split": cfg.run.split, "shard": shard,
+         "indices": [indices.start, indices.stop]}  # fmt: skip
     )
     recipe = cfg.recipe_dict()
     fps: dict[str, str] = {}

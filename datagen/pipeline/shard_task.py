@@ -23,7 +23,6 @@ from datagen.store.paths import RunPaths
 from datagen.pipeline.resume import ShardJob
 from datagen.pipeline.markers import RunMarkers
 from datagen.store.inflight import Rejected, Sample, read_stage_samples, write_members
-from datagen.seeds import sample_seed
 from datagen.store.shards import commit_tar
 from datagen.pipeline.preflight import build_stage
 
@@ -173,9 +172,8 @@ class ShardTask:
     def _read_input(self, shard: int, fingerprints: dict[str, str]) -> tuple[list[Sample], str | None]:
         pos = self.order.index(self.stage.name)
         if pos == 0:
-            run = self.cfg.run
             return [
-                Sample(index=i, shard=shard, seed=sample_seed(run.seed, i)) for i in self.cfg.shard_indices(shard)
+                Sample(index=i, shard=shard, seed=self.cfg.sample_seed(i)) for i in self.cfg.shard_indices(shard)
             ], None
         prev = self.order[pos - 1]
         marker = self.markers.read(prev, shard)

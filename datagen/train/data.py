@@ -111,13 +111,14 @@ def _first_sample(url: str) -> tuple[dict | None, BaseException | None]:
 
 
 def validate_data(data: str | Path | list[str]) -> list[str]:
-    """Before training: the data exists and is sigma-set/1 or /2 (first sample of the first readable
-    shard). Returns the shard URLs; raises UserError in one line otherwise."""
+    """Before training: the data exists, is sigma-set/1 or /2, and holds no evaluation run's
+    samples (the first sample of every shard: a run is one split). Returns the shard URLs;
+    raises UserError in one line otherwise."""
     urls = list_shards(data)
     where = data if isinstance(data, (str, Path)) else ", ".join(map(str, data)) or "[]"
     if not urls:
         raise UserError(f"no shards at {where}: expected a run directory (RUN/final/shard-*.tar), a directory of .tar shards, a glob or a brace pattern")  # fmt: skip
-    problems = []
+    problems, readable = [], 0
     for url in urls:
         raw, error = _first_sample(url)
         if raw is None:
@@ -131,6 +132,12 @@ def validate_data(data: str | Path | list[str]) -> list[str]:
         found = meta.get("schema") if isinstance(meta, dict) else None
         if found not in READABLE_SCHEMAS:
             raise UserError(f"{url}: schema {found!r}, expected one of {', '.join(READABLE_SCHEMAS)}")
+        generation = meta.get("generation")
+        if isinstance(generation, dict) and generation.get("split") == "eval":
+            raise UserError(f"{url}: sample {raw.get('__key__')} is from an evaluation run (generation.split: eval); "
+                            "held-out data never trains: give datagen train a training run's shards")  # fmt: skip
+        readable += 1
+    if readable:
         return urls
     raise UserError(f"no readable shard at {where} ({len(urls)} tried; first: {problems[0]})")
 

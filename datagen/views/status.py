@@ -93,9 +93,8 @@ def subjects_histogram(cfg: RunConfig, paths: RunPaths) -> dict[str, int]:
 def requested_subjects(cfg: RunConfig) -> dict[str, int]:
     """The subject count asked of the prompts stage, for every sample of the run."""
     from datagen.recipe.diversity import requested_histogram
-    from datagen.seeds import sample_seed
 
-    return requested_histogram(cfg.stages.prompts, [sample_seed(cfg.run.seed, i) for i in range(cfg.run.num_samples)])
+    return requested_histogram(cfg.stages.prompts, [cfg.sample_seed(i) for i in range(cfg.run.num_samples)])
 
 
 def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> str:

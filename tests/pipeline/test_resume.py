@@ -32,6 +32,9 @@ def test_fingerprints_chain_and_ignore_execution(small_cfg):
     changed = stage_fingerprints(cfg, 0)
     assert [s for s in ORDER if changed[s] != base[s]] == ["boxes", "repose", "idcheck", "filter"]
     assert stage_fingerprints(small_cfg, 1) != base
+    held_out = small_cfg.model_copy(deep=True)
+    held_out.run.split = "eval"  # other seeds from the first stage on
+    assert all(a != b for a, b in zip(stage_fingerprints(held_out, 0).values(), base.values(), strict=True))
 
 
 def test_resume_reuses_and_reruns_only_what_changed(small_cfg, tmp_path):
