@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from datagen.errors import UserError
+from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 
 app = typer.Typer(
     name="datagen",
@@ -201,8 +202,8 @@ def sample(
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML for model, sizes and dtype.")] = "train_sigma",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a training config key.")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    steps: Annotated[int, typer.Option("--steps")] = 28,
-    guidance: Annotated[float, typer.Option("--guidance")] = 2.5,
+    steps: Annotated[int, typer.Option("--steps", help="Denoising steps (shared default: datagen.train.defaults).")] = INFERENCE_STEPS,
+    guidance: Annotated[float, typer.Option("--guidance", help="Kontext's embedded guidance (shared default).")] = INFERENCE_GUIDANCE,
 ) -> None:
     """Generate one image SIGMA-GEN style: identities + layout + prompt, one forward per step."""
     from datagen.train.sampling import run_sample

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from datagen.config import DType, Strict, apply_overrides, read_yaml, resolve_config_path, validate_as
+from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 from datagen.train.model import DEFAULT_LORA_TARGETS
 
 
@@ -81,7 +82,10 @@ class TrainConfig(Strict):
     loader_workers: int = Field(2, ge=0)
     checkpoint_every: int = Field(1000, ge=1)
     sample_every: int = Field(0, ge=0, description="steps between sample images in OUT/samples (0: never)")
-    sample_steps: int = Field(28, ge=1, description="denoising steps of those sample images")
+    sample_steps: int = Field(INFERENCE_STEPS, ge=1, description="denoising steps of those sample images")
+    sample_guidance: float = Field(
+        INFERENCE_GUIDANCE, ge=0, description="their embedded guidance: the default of `datagen sample` and eval too"
+    )
     log: Literal["auto", "tensorboard", "wandb", "none"] = "auto"
 
     @model_validator(mode="after")

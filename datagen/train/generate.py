@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from datagen.models.hub import require
+from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 from datagen.train.model import encode_images, encode_prompts
 from datagen.train.tokens import pack, sequence, unpack
 
@@ -30,7 +31,7 @@ def to_model_image(image: np.ndarray) -> Any:
 
 def generate(
     pipe: Any, prompt: str, control: np.ndarray, identities: np.ndarray, seed: int,
-    steps: int = 28, guidance: float = 2.5, max_sequence_length: int = 512,
+    steps: int = INFERENCE_STEPS, guidance: float = INFERENCE_GUIDANCE, max_sequence_length: int = 512,
 ) -> np.ndarray:  # fmt: skip
     """The generated (H, W, 3) uint8 image for a control image I_C (H, W, 3) and identity stack
     I_S (N*s, s, 3), both uint8; the same seed gives the same image."""

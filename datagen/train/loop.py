@@ -74,7 +74,7 @@ def write_preview(pipe: Any, batch: Batch, cfg: TrainConfig, path: Path) -> None
         return ((t.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
     image = generate(pipe, batch.prompts[0], u8(batch.control[0]), u8(batch.identities[0]), cfg.seed,
-                     steps=cfg.sample_steps, guidance=cfg.guidance, max_sequence_length=cfg.max_sequence_length)  # fmt: skip
+                     steps=cfg.sample_steps, guidance=cfg.sample_guidance, max_sequence_length=cfg.max_sequence_length)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
 

@@ -28,3 +28,21 @@ def test_bad_settings_are_refused():
         CurriculumStage(steps=10, min_subjects=5, max_subjects=4)
     with pytest.raises(ValidationError, match="extra"):
         TrainConfig(lora={"rnak": 4})
+
+
+def test_previews_sample_and_eval_share_one_sampling_default():
+    """One default for steps and guidance (datagen.train.defaults): training previews sample
+    with it, and `datagen sample` defaults to it; training's guidance embedding stays 1.0."""
+    import inspect
+
+    from datagen import cli
+    from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
+    from datagen.train.generate import generate
+
+    cfg = TrainConfig()
+    assert (cfg.sample_steps, cfg.sample_guidance, cfg.guidance) == (INFERENCE_STEPS, INFERENCE_GUIDANCE, 1.0)
+    params = inspect.signature(cli.sample).parameters
+    assert (params["steps"].default, params["guidance"].default) == (INFERENCE_STEPS, INFERENCE_GUIDANCE)
+    params = inspect.signature(generate).parameters
+    assert (params["steps"].default, params["guidance"].default) == (INFERENCE_STEPS, INFERENCE_GUIDANCE)
+    assert (INFERENCE_STEPS, INFERENCE_GUIDANCE) == (28, 2.5)
