@@ -1,11 +1,11 @@
 """Sampling defaults shared by every generator of SIGMA-GEN images: training previews,
 `datagen sample` and `datagen eval`, so the three are comparable image for image.
 
-The paper gives no sampling settings. FLUX.1 Kontext [dev]'s: 28 steps (FluxKontextPipeline's
-default, and the model card's), guidance 2.5 (the embedded guidance the model card and
-diffusers' Kontext examples use; the pipeline signature's 3.5 is FLUX.1 [dev]'s text-to-image
-default, which Kontext shares by inheritance). Training itself feeds the guidance embedding
-`TrainConfig.guidance` (1.0); these are the inference values.
+The paper gives no sampling settings, so these are FLUX.1 Kontext [dev]'s as diffusers ships
+and documents it: 28 steps (FluxKontextPipeline's default) and an embedded guidance of 2.5
+(what diffusers' Kontext examples pass; the signature's 3.5 is the same default as
+FluxPipeline's text-to-image one). Training feeds the guidance embedding `TrainConfig.guidance`
+(1.0); these are the inference values.
 """
 
 INFERENCE_STEPS = 28
