@@ -71,6 +71,7 @@ def test_depth_mse_counts_subject_pixels_only_and_skips_unknown_depth():
     wrong[regions[1]] = 9.0  # subject 1 flattened far away
     err = depth_mse(wrong, depth, regions)
     assert err.normalised_mse > 0.01 and err.metric_mse > 0.1
+    assert err.mse_8bit == pytest.approx(err.normalised_mse * 65025)
     holes = depth.copy()
     holes[regions[0]] = np.nan
     assert depth_mse(holes, depth, regions).pixels == int(regions[1].sum())

@@ -1,0 +1,45 @@
+"""results.md: datagen's figures laid out like the paper's Table 1, the paper's own beside them.
+
+`results` is results.json's object: {"samples": N, "models": {...}, "rows": {row: {mode: {metric:
+value, "single": {metric: value}, "multi": {metric: value}}}}}. Depth MSE is shown on the 8-bit
+scale (`depth_mse_8bit`) where the results have it, the scale the paper's figures read like.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datagen.eval.paper import CITATION, LABELS, METRICS, MODES, SPLITS, TABLE_1
+
+SPLIT_TITLES = {"single": "Single subject", "multi": "Multi subject"}
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ours(figures: dict[str, Any], metric: str) -> Any:
+    if metric == "depth_mse" and "depth_mse_8bit" in figures:
+        return figures["depth_mse_8bit"]
+    return figures.get(metric)
+
+
+def render_results(results: dict[str, Any]) -> str:
+    lines = [
+        "# Evaluation results",
+        "",
+        f"{results.get('samples', '?')} samples. Each cell: ours / the paper's ({CITATION}).",
+        "Models: " + ", ".join(f"{k} `{v}`" for k, v in sorted(results.get("models", {}).items())) + ".",
+    ]
+    header = "| row | mode | " + " | ".join(LABELS[m] for m in METRICS) + " |"
+    for split in SPLITS:
+        lines += ["", f"## {SPLIT_TITLES[split]}", "", header, "|" + " --- |" * (len(METRICS) + 2)]
+        for row, modes in results.get("rows", {}).items():
+            for mode in MODES:
+                if mode not in modes:
+                    continue
+                figures = modes[mode].get(split) or {}
+                paper = TABLE_1[split][mode]
+                cells = [f"{_cell(_ours(figures, m))} / {_cell(paper[m])}" for m in METRICS]
+                lines.append(f"| {row} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
