@@ -34,6 +34,7 @@ from datagen.pipeline.preflight import build_stage
 from datagen.recipe import perturb
 from datagen.store.depth_png import decode_depth_png, encode_depth_png
 from datagen.store.inflight import Sample
+from datagen.store.paths import stats_beside
 
 GOALS = {"final_mb_per_kept_sample": 1.2, "stages_mb_per_sample": 3.0, "depth_worst_rel_err": 1e-4}
 JPEG_QUALITY = 95
@@ -70,7 +71,7 @@ def tar_bytes(tars: list[Path]) -> tuple[int, dict[str, int]]:
 
 def sizes(run_dir: Path, samples: int) -> dict:
     final_tars = sorted((run_dir / "final").glob("shard-*.tar"))
-    kept = sum(json.loads(p.with_suffix("").with_suffix(".stats.json").read_text())["samples_written"] for p in final_tars)
+    kept = sum(json.loads(stats_beside(p).read_text())["samples_written"] for p in final_tars)
     final_total, final_kinds = tar_bytes(final_tars)
     per_stage = {}
     stages_total = 0

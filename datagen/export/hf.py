@@ -31,9 +31,8 @@ from datagen.errors import UserError
 from datagen.export.tally import ExportTally
 from datagen.final.read import FinalSample, count_final_samples, final_shards, iter_final_samples
 from datagen.models.hub import hub_offline, require
-from datagen.recipe.instances import decode_instances, encode_instances, exclusive_by_depth
-from datagen.store.codec import encode_png
-from datagen.store.depth_png import encode_depth_png
+from datagen.final.writer import geometry_members
+from datagen.recipe.instances import decode_instances, exclusive_by_depth
 from datagen.store.output_guard import refuse_existing, staged_dir
 from datagen.config import load_run_config
 from datagen.schema import DEPTH_PNG_FIELD, IDENTITIES_FIELD, IMAGE_FIELDS, INSTANCES_FIELD, SCHEMA_V2
@@ -119,14 +118,8 @@ def v2_members(sample: FinalSample) -> tuple[dict[str, bytes], dict[str, Any]]:
     exclusive by depth order (a pixel two subjects claim goes to the nearer one)."""
     if sample.schema == SCHEMA_V2:
         return {f: sample.members[f] for f in (DEPTH_PNG_FIELD, INSTANCES_FIELD, IDENTITIES_FIELD)}, sample.meta["depth"]
-    depth_png, log_range = encode_depth_png(sample.depth)
     masks = exclusive_by_depth(list(sample.masks), sample.depth)
-    n, h, w, _ = sample.identities.shape
-    members = {
-        DEPTH_PNG_FIELD: depth_png,
-        INSTANCES_FIELD: encode_png(encode_instances(masks)),
-        IDENTITIES_FIELD: encode_png(np.ascontiguousarray(sample.identities).reshape(n * h, w, 3)),
-    }
+    members, log_range = geometry_members(masks, sample.depth, sample.identities)
     return members, {**sample.meta["depth"], **log_range.to_json()}
 
 

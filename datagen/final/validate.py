@@ -24,7 +24,7 @@ from PIL import Image
 from datagen.config import RunConfig
 from datagen.errors import UserError
 from datagen.final.decode import BadSample, decode_sample
-from datagen.recipe.filters import box3d_reason, box_area_frac, mask_overlap
+from datagen.recipe.filters import box3d_reason, mask_figures, mask_overlap
 from datagen.recipe.geometry import mask_box_2d
 from datagen.schema import (
     DEPTH_FIELD,
@@ -142,7 +142,7 @@ def _validate_v2(key: str, fields: dict[str, bytes], cfg: RunConfig, run: RunChe
     except BadSample as e:
         return errs + [f"{key}: {e}"]
     # The decoder converts images to the mode it needs: the stored modes are checked here.
-    for name, mode in ((run.image_field[key], "RGB"), (INSTANCES_FIELD, "L"), (IDENTITIES_FIELD, "RGB")):
+    for name, mode in ((run.image_field[key], "RGB"), (IDENTITIES_FIELD, "RGB")):  # instances: the decoder's
         found = _mode(fields[name])
         if found != mode:
             errs.append(f"{key}: {name} is mode {found}, expected {mode}")
@@ -150,15 +150,16 @@ def _validate_v2(key: str, fields: dict[str, bytes], cfg: RunConfig, run: RunChe
     h, w = masks.shape[1:]
     errs += _subject_rules(key, meta, cfg)
     for i, subj in enumerate(meta["subjects"]):
-        box = mask_box_2d(masks[i])
+        figures = mask_figures(masks[i], w, h)  # what the writer records
+        box = figures["box_2d"]
         if box is None:
             errs.append(f"{key}: subject {i} has an empty mask (no pixel of {INSTANCES_FIELD} is {i + 1})")
             continue
         if box != subj["box_2d"]:
             errs.append(f"{key}: subject {i} box_2d {subj['box_2d']} is not the tight box {box} of {INSTANCES_FIELD} == {i + 1}")
-        for name, value in (("mask_area_frac", float(masks[i].mean())), ("box_area_frac", box_area_frac(box, w, h))):
-            if abs(round(value, 6) - subj[name]) > AREA_TOLERANCE:
-                errs.append(f"{key}: subject {i} {name} {subj[name]} differs from its instance mask's {round(value, 6)}")
+        for name in ("mask_area_frac", "box_area_frac"):
+            if abs(round(figures[name], 6) - subj[name]) > AREA_TOLERANCE:
+                errs.append(f"{key}: subject {i} {name} {subj[name]} differs from its instance mask's {round(figures[name], 6)}")
     return errs
 
 

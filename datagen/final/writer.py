@@ -14,7 +14,7 @@ from datagen.config import RunConfig
 from datagen.store.inflight import Sample
 from datagen.recipe.instances import encode_instances
 from datagen.schema import DEPTH_PNG_FIELD, IDENTITIES_FIELD, INSTANCES_FIELD, SCHEMA_V2, SampleMeta, routing_intensity
-from datagen.store.depth_png import Log16, encode_codes_png
+from datagen.store.depth_png import Log16, LogRange, encode_codes_png
 
 # Working keys of the in-flight subject dicts that the format does not carry.
 _INTERNAL_SUBJECT_KEYS = ("sid", "truth_box_3d")
@@ -84,6 +84,22 @@ def final_members(s: Sample, cfg: RunConfig) -> list[tuple[str, bytes]]:
     return [(f"{s.key}.{name}", data) for name, data in fields.items()]
 
 
+def geometry_members(
+    masks: np.ndarray, depth: np.ndarray | Log16, identities: np.ndarray, png_level: int = 6
+) -> tuple[dict[str, bytes], LogRange]:
+    """depth.png, instances.png and identities.png of one sample, and the depth range its json
+    records. `masks` must be exclusive; `depth` in metres, or already quantised (Log16: its codes
+    are stored as they are)."""
+    log16 = depth if isinstance(depth, Log16) else Log16.of(np.asarray(depth, dtype=np.float32))
+    n, (h, w) = len(identities), identities.shape[1:3]
+    members = {
+        DEPTH_PNG_FIELD: encode_codes_png(log16.codes, png_level),
+        INSTANCES_FIELD: encode_png(encode_instances(list(masks)), png_level),
+        IDENTITIES_FIELD: encode_png(np.ascontiguousarray(identities).reshape(n * h, w, 3), png_level),
+    }
+    return members, log16.range
+
+
 def encode_v2(
     meta: dict[str, Any], image: np.ndarray, masks: np.ndarray, depth: np.ndarray | Log16, identities: np.ndarray,
     *, png_level: int = 6, image_format: str = "png", jpeg_quality: int = 95,
@@ -91,18 +107,10 @@ def encode_v2(
     """sigma-set/2's members of one sample: field -> bytes. `meta` must carry `source` and every
     subject's `identity.source`; `masks` must be exclusive (recipe.instances.exclusive_by_depth);
     `depth` in metres, or already quantised (Log16: its codes are stored as they are)."""
-    log16 = depth if isinstance(depth, Log16) else Log16.of(np.asarray(depth, dtype=np.float32))
-    depth_png = encode_codes_png(log16.codes, png_level)
-    meta = {**meta, "schema": SCHEMA_V2, "depth": {**meta["depth"], **log16.range.to_json()}}
-    meta = round_floats(meta)
+    fields, log_range = geometry_members(masks, depth, identities, png_level)
+    meta = round_floats({**meta, "schema": SCHEMA_V2, "depth": {**meta["depth"], **log_range.to_json()}})
     SampleMeta.model_validate(meta)
-    n, (h, w) = len(identities), identities.shape[1:3]
-    fields = {
-        "json": encode_json(meta),
-        DEPTH_PNG_FIELD: depth_png,
-        INSTANCES_FIELD: encode_png(encode_instances(list(masks)), png_level),
-        IDENTITIES_FIELD: encode_png(np.ascontiguousarray(identities).reshape(n * h, w, 3), png_level),
-    }
+    fields["json"] = encode_json(meta)
     if image_format == "png":
         fields["png"] = encode_png(image, png_level)
     else:
