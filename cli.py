@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from datagen.errors import UserError
+from datagen.eval.commands import eval_app
 from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 
 app = typer.Typer(
@@ -197,7 +198,9 @@ def sample(
     key: Annotated[Optional[str], typer.Option("--key", help="The sample key in --from (default: its first).")] = None,
     layout: Annotated[Optional[Path], typer.Option("--layout", help="A JSON layout: boxes / masks + depth + identity image paths.")] = None,
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Default: 'Place these subjects to compose: <full prompt>'.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="Structure: masks, boxes3d or boxes2d.")] = "masks",
+    prompt_template: Annotated[Optional[str], typer.Option("--prompt-template", help="Instead of --prompt: background ('Place these subjects in <background>', the paper's for masks + depth) or full (the default).")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="Structure: masks, boxes3d, boxes2d, full_depth (the whole scene's depth) or mixed (per-subject granularity).")] = "masks",
+    granularity: Annotated[Optional[str], typer.Option("--granularity", help="With --mode mixed: mask, box2d or box3d per subject in identity order, comma-separated. Default: mask,box2d,box3d,mask,...")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("sample.png"),
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML for model, sizes and dtype.")] = "train_sigma",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a training config key.")] = None,
@@ -210,10 +213,13 @@ def sample(
 
     path = run_sample(
         lora=lora, shard=shard, key=key, layout=layout, prompt=prompt, mode=mode, out=out, config=config,
-        overrides=list(set_ or ()), seed=seed, steps=steps, guidance=guidance,
+        overrides=list(set_ or ()), seed=seed, steps=steps, guidance=guidance, granularity=granularity,
+        prompt_template=prompt_template,
     )  # fmt: skip
     typer.echo(str(path))
 
+
+app.add_typer(eval_app, name="eval")
 
 export_app = typer.Typer(help="Export a finished run to other formats.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -226,11 +232,13 @@ def export_hf(
     push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Also upload to this hub repo (user/name).")] = None,
     private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the repo private.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    quality: Annotated[Optional[Path], typer.Option("--quality", help="A `datagen eval data` report dir: the card states its figures.")] = None,
 ) -> None:
     """A Hugging Face dataset, one row per final sample, with a dataset card."""
     from datagen.export.hf import export_hf as run_export
 
-    typer.echo(run_export(run_dir, out, overwrite=overwrite, push_to_hub=push_to_hub, private=private, say=lambda m: typer.echo(m, err=True)))
+    typer.echo(run_export(run_dir, out, overwrite=overwrite, push_to_hub=push_to_hub, private=private,
+                          say=lambda m: typer.echo(m, err=True), quality=quality))  # fmt: skip
 
 
 @app.command()

@@ -159,3 +159,41 @@ PERCEPTION_TINY = {
         "processor": {"size": {"shortest_edge": 32}, "crop_size": {"height": 28, "width": 28}},
     },
 }
+
+
+# ---------------------------------------------------------------- gpu_eval
+
+# Published configs of the eval's judges: google/siglip-so400m-patch14-384 (SigLIP-I, SigLIP-T),
+# openai/clip-vit-base-patch32 (CLIP-IQA; CLIPConfig's defaults), pyiqa's MUSIQ on KonIQ (its
+# architecture defaults); DINOv2 and MoGe-2 are PERCEPTION's.
+EVAL = {
+    "siglip": {
+        "text": {"vocab_size": 32000, "hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27,
+                 "num_attention_heads": 16, "max_position_embeddings": 64},
+        "vision": {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
+                   "image_size": 384, "patch_size": 14},
+        "processor": {"size": {"height": 384, "width": 384}},
+        "text_tokens": 64,
+    },
+    "clip": {"text": {}, "vision": {}, "projection_dim": 512, "processor": {"size": {"shortest_edge": 224}, "crop_size": {"height": 224, "width": 224}}},
+    "musiq": {},
+}
+EVAL_TINY = {
+    "siglip": {
+        "text": {"vocab_size": 200, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                 "num_attention_heads": 2, "max_position_embeddings": 16},
+        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "image_size": 32, "patch_size": 8},
+        "processor": {"size": {"height": 32, "width": 32}},
+        "text_tokens": 16,
+    },
+    "clip": {
+        "text": {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2},
+        "vision": {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
+                   "image_size": 32, "patch_size": 8},
+        "projection_dim": 32,
+        "processor": {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}},
+    },
+    "musiq": {"patch_size": 8, "hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "num_layers": 1,
+              "spatial_pos_grid_size": 4, "longer_side_lengths": [16, 32], "max_seq_len_from_original_res": 16},
+}

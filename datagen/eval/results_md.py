@@ -35,11 +35,18 @@ def render_results(results: dict[str, Any]) -> str:
     for split in SPLITS:
         lines += ["", f"## {SPLIT_TITLES[split]}", "", header, "|" + " --- |" * (len(METRICS) + 2)]
         for row, modes in results.get("rows", {}).items():
-            for mode in MODES:
-                if mode not in modes:
-                    continue
+            for mode in sorted(modes, key=lambda m: (MODES + (m,)).index(m)):
                 figures = modes[mode].get(split) or {}
-                paper = TABLE_1[split][mode]
-                cells = [f"{_cell(_ours(figures, m))} / {_cell(paper[m])}" for m in METRICS]
+                paper = TABLE_1[split].get(mode, {})  # full_depth, mixed: not in Table 1
+                cells = [f"{_cell(_ours(figures, m))} / {_cell(paper.get(m))}" for m in METRICS]
                 lines.append(f"| {row} | {mode} | " + " | ".join(cells) + " |")
+    if results.get("depth_mse_normalisation"):
+        lines += ["", "Depth MSE: " + results["depth_mse_normalisation"] + "."]
+    speed = results.get("seconds_per_image") or {}
+    if speed:
+        counts = sorted({int(n) for per in speed.values() for n in per})
+        lines += ["", "## Seconds per image by subject count", "", "| row | " + " | ".join(map(str, counts)) + " |",
+                  "|" + " --- |" * (len(counts) + 1)]  # fmt: skip
+        for row, per in speed.items():
+            lines.append(f"| {row} | " + " | ".join(_cell(per.get(str(n))) for n in counts) + " |")
     return "\n".join(lines) + "\n"

@@ -93,6 +93,16 @@ def _provenance(tally: ExportTally) -> list[dict[str, Any]]:
     return [{**dict(zip(keys, values, strict=True)), "samples": n} for values, n in sorted(tally.provenance.items())]
 
 
+def _quality(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`datagen eval data`'s distributions as card rows (metric, subject count, figures)."""
+    if report is None:
+        return None
+    rows = [{"metric": metric, "subjects": count, **{k: d[k] if k == "n" else f"{d[k]:.2f}" for k in ("n", "mean", "p10", "p50", "p90")}}
+            for metric, per in report["distributions"].items() for count, d in per.items()]  # fmt: skip
+    models = ", ".join(f"{k} `{v}`" for k, v in report["models"].items())
+    return {"models": models, "images": report.get("images"), "subjects": report.get("subjects"), "rows": rows}
+
+
 def card_data(n: int, pretty_name: str, dataset_info: Any) -> Any:
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
@@ -110,7 +120,9 @@ def card_data(n: int, pretty_name: str, dataset_info: Any) -> Any:
     return data
 
 
-def render_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None) -> str:
+def render_card(
+    dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None, quality: dict | None = None
+) -> str:
     """The README.md text for the dataset saved in `dest` from `run_dir`."""
     from datasets import load_from_disk
     from huggingface_hub import DatasetCard
@@ -145,11 +157,14 @@ def render_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, s
         rejects=_reject_rows(statuses),
         licence_notes=_licence_notes(cfg, tally),
         truth=tally.truth,
+        quality=_quality(quality),
     )
     return str(card).rstrip("\n") + "\n"
 
 
-def write_card(dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None) -> Path:
+def write_card(
+    dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None, quality: dict | None = None
+) -> Path:
     path = dest / "README.md"
-    path.write_text(render_card(dest, run_dir, cfg, tally, shards, repo_id), encoding="utf-8")
+    path.write_text(render_card(dest, run_dir, cfg, tally, shards, repo_id, quality), encoding="utf-8")
     return path

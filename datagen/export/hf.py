@@ -290,10 +290,15 @@ def upload(out: Path, repo_id: str, *, private: bool, say: Callable[[str], None]
 
 
 def export_hf(
-    run_dir: Path, out: Path, *, overwrite: bool, push_to_hub: str | None, private: bool, say: Callable[[str], None]
-) -> str:
-    """Export `run_dir`'s final samples to `out` (save_to_disk + README.md); optionally upload it."""
+    run_dir: Path, out: Path, *, overwrite: bool, push_to_hub: str | None, private: bool, say: Callable[[str], None],
+    quality: Path | None = None,
+) -> str:  # fmt: skip
+    """Export `run_dir`'s final samples to `out` (save_to_disk + README.md); optionally upload it.
+    `quality`: a `datagen eval data` report whose figures the card states."""
+    from datagen.eval.data_quality import read_report
     from datagen.export.card import write_card
+
+    report = read_report(quality) if quality is not None else None  # checked before anything is written
 
     run_dir, out = Path(run_dir), Path(out)
     if push_to_hub is not None:
@@ -310,7 +315,7 @@ def export_hf(
         tally = build_dataset(run_dir, tmp, (cfg.run.height, cfg.run.width), say)
         if tally.rows != expected:
             raise UserError(f"export: read {tally.rows} samples but the final shards' stats say {expected} (a shard changed?)")
-        write_card(tmp, run_dir, cfg, tally, shards, repo_id=push_to_hub)
+        write_card(tmp, run_dir, cfg, tally, shards, repo_id=push_to_hub, quality=report)
         _check_readback(tmp, expected)
     done = f"wrote {tally.rows} rows to {out} (card: {out / 'README.md'})"
     if push_to_hub is None:

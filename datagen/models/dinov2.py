@@ -3,12 +3,15 @@ DINO features are what the field's identity metric (DINO-I) compares."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from datagen.config import IdcheckConfig
-from datagen.models.hub import load_model, pick_device, require, resolve_model, torch_dtype
+from datagen.models.hub import load_model, pick_device, pretrained_kwargs, require, resolve_model
+
+if TYPE_CHECKING:  # the idcheck stage imports this module: it needs nothing of datagen.eval
+    from datagen.eval.config import MetricModel
 
 
 class DinoEmbedder:
@@ -17,17 +20,21 @@ class DinoEmbedder:
 
     @classmethod
     def load(cls, cfg: IdcheckConfig, models_dir: str | None, stage: str = "idcheck") -> DinoEmbedder:
+        return cls._load(cfg, models_dir, stage, cfg.exec.batch_size * 4)
+
+    @classmethod
+    def from_metric(cls, cfg: MetricModel, models_dir: str | None) -> DinoEmbedder:
+        """DINO-I's embedder for `datagen eval` (EvalConfig.metrics.dino)."""
+        return cls._load(cfg, models_dir, "metrics.dino", cfg.batch_size)
+
+    @classmethod
+    def _load(cls, cfg: IdcheckConfig | MetricModel, models_dir: str | None, stage: str, batch_size: int) -> DinoEmbedder:
         tf = require("transformers", "perception")
         path = resolve_model(cfg.model, models_dir)
-        kw: dict[str, Any] = {"revision": cfg.revision}
-        if cfg.dtype != "auto":
-            kw["dtype"] = torch_dtype(cfg.dtype)
-        if cfg.trust_remote_code:
-            kw["trust_remote_code"] = True
-        model = load_model(stage, cfg.model, lambda: tf.Dinov2Model.from_pretrained(path, **kw))
+        model = load_model(stage, cfg.model, lambda: tf.Dinov2Model.from_pretrained(path, **pretrained_kwargs(cfg)))
         processor = load_model(stage, cfg.model, lambda: tf.AutoImageProcessor.from_pretrained(path, revision=cfg.revision))
         device = pick_device(cfg.device)
-        return cls(model.to(device).eval(), processor, device, cfg.exec.batch_size * 4)
+        return cls(model.to(device).eval(), processor, device, batch_size)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """(N, D) unit-length CLS embeddings of uint8 RGB images."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from datagen.config import SegmentConfig
 from datagen.errors import UserError
-from datagen.models.hub import load_model, pick_device, require, resolve_model, torch_dtype
+from datagen.models.hub import load_model, pick_device, pretrained_kwargs, require, resolve_model
 from datagen.models.perception import Detection, best_detection
 
 
@@ -39,15 +39,6 @@ def cxcywh_to_pixels(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return out
 
 
-def _kwargs(cfg: SegmentConfig) -> dict[str, Any]:
-    kw: dict[str, Any] = {"revision": cfg.revision}
-    if cfg.dtype != "auto":
-        kw["dtype"] = torch_dtype(cfg.dtype)
-    if cfg.trust_remote_code:
-        kw["trust_remote_code"] = True
-    return kw
-
-
 class TransformersGrounder:
     """Grounding DINO (`GroundingDinoForObjectDetection`): the best box per caption."""
 
@@ -59,7 +50,7 @@ class TransformersGrounder:
     def load(cls, cfg: SegmentConfig, models_dir: str | None) -> TransformersGrounder:
         tf = require("transformers", "perception")
         path = resolve_model(cfg.detector_model, models_dir)
-        model = load_model("segment", cfg.detector_model, lambda: tf.GroundingDinoForObjectDetection.from_pretrained(path, **_kwargs(cfg)))
+        model = load_model("segment", cfg.detector_model, lambda: tf.GroundingDinoForObjectDetection.from_pretrained(path, **pretrained_kwargs(cfg)))
         processor = load_model("segment", cfg.detector_model, lambda: tf.AutoProcessor.from_pretrained(path, revision=cfg.revision))
         device = pick_device(cfg.device)
         return cls(model.to(device).eval(), processor, cfg, device)
@@ -114,7 +105,7 @@ class TransformersSegmenter:
         if model_cls is None:
             raise UserError(f"stages.segment.sam_version {cfg.sam_version}: transformers {tf.__version__} has no {name}")
         path = resolve_model(cfg.sam_model, models_dir)
-        model = load_model("segment", cfg.sam_model, lambda: model_cls.from_pretrained(path, **_kwargs(cfg)))
+        model = load_model("segment", cfg.sam_model, lambda: model_cls.from_pretrained(path, **pretrained_kwargs(cfg)))
         processor = load_model("segment", cfg.sam_model, lambda: tf.AutoProcessor.from_pretrained(path, revision=cfg.revision))
         device = pick_device(cfg.device)
         return cls(model.to(device).eval(), processor, cfg, device)

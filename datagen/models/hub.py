@@ -28,6 +28,8 @@ EXTRA_OF = {
     "moge": "moge",
     "groundingdino": "gsam",
     "segment_anything": "gsam",
+    "pyiqa": "eval",
+    "sentencepiece": "eval",
 }
 
 
@@ -98,7 +100,8 @@ def load_model(stage: str, model: str, load: Callable[[], T]) -> T:
         # OSError: not found offline / no such repo / missing files; ValueError: not a model of
         # the expected kind (a config of another architecture).
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise UserError(f"stages.{stage}: cannot load model {model!r}: {first[:300]}") from None
+        where = stage if "." in stage else f"stages.{stage}"  # "metrics.dino" is already a config path
+        raise UserError(f"{where}: cannot load model {model!r}: {first[:300]}") from None
 
 
 def torch_dtype(name: str) -> Any:
@@ -106,6 +109,17 @@ def torch_dtype(name: str) -> Any:
     if name == "auto":
         return "auto"
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def pretrained_kwargs(cfg: Any) -> dict[str, Any]:
+    """from_pretrained's keywords for a ModelBackend config: revision, dtype ("auto" leaves the
+    checkpoint's), and remote code only when the config says so."""
+    kw: dict[str, Any] = {"revision": cfg.revision}
+    if cfg.dtype != "auto":
+        kw["dtype"] = torch_dtype(cfg.dtype)
+    if cfg.trust_remote_code:
+        kw["trust_remote_code"] = True
+    return kw
 
 
 def pick_device(requested: str) -> str:

@@ -143,22 +143,30 @@ def plan_ray_pools(cfg: RunConfig, stages: list[str], workers: int | None) -> Po
     return plan_pools(cfg, stages, workers, cpus, gpus, needs)
 
 
-def run_on_ray(
-    cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], pool_plan: PoolPlan, on_outcome: Callable[[Outcome], None] | None = None
-) -> list[Outcome]:
-    import ray
-    from ray.data import ActorPoolStrategy, DataContext
+def quiet_data_context(address: str | None, no_progress_timeout_s: float) -> None:
+    """Ray Data set up for datagen's maps: unordered, no progress bars (datagen reports its own
+    progress), and a stall timeout that outlasts model loads (-1: none)."""
+    from ray.data import DataContext
 
     # Ray Data configures its loggers on import; quieten its notices for local runs after that.
-    logging.getLogger("ray.data").setLevel(logging.WARNING if cfg.ray.address else logging.ERROR)
+    logging.getLogger("ray.data").setLevel(logging.WARNING if address else logging.ERROR)
     ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False  # datagen reports per-stage progress itself
+    ctx.enable_progress_bars = False
     ctx.execution_options.preserve_order = False
     if hasattr(ctx, "print_on_execution_start"):
         ctx.print_on_execution_start = False
     if hasattr(ctx, "execution_no_progress_timeout_s"):
         # Model loads can take many minutes: Ray Data's default stall timeout would kill them.
-        ctx.execution_no_progress_timeout_s = cfg.ray.no_progress_timeout_s
+        ctx.execution_no_progress_timeout_s = no_progress_timeout_s
+
+
+def run_on_ray(
+    cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], pool_plan: PoolPlan, on_outcome: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    quiet_data_context(cfg.ray.address, cfg.ray.no_progress_timeout_s)
 
     items = [{"job": job.to_json(), "outcomes": "[]"} for job in jobs if job.run]
     if not items:

@@ -15,7 +15,11 @@ not); resizing to a training size belongs to the trainer's pipeline.
   scene at another scale gives the same image.
 - Structure modes: "masks" (precise masks, the sample's depth), "boxes3d" (each subject's 3D
   box rendered with the sample's camera: ray casting through pixel centres, z-depth of the
-  nearest box surface), "boxes2d" (filled `box_2d` rectangles, I_T all zero).
+  nearest box surface), "boxes2d" (filled `box_2d` rectangles, I_T all zero). The training
+  modes are these three (MODES). Inference adds "full_depth" (paper Table 3, "Full depth"):
+  routing from the precise masks as in "masks", but I_T is the whole image's depth, every pixel
+  with valid depth, encoded by the same rule normalised over the whole image. Per-subject
+  granularity (paper A.5) lives in datagen.recipe.mixed_granularity.
 - I_C = channel-concat(I_R_asc, I_R_dsc, I_T): uint8 H x W x 3.
 - I_S: the identity images stacked vertically, block i = subject i.
 
@@ -34,8 +38,10 @@ import numpy as np
 from datagen.recipe.geometry import mask_box_2d, valid_depth
 from datagen.schema import routing_intensity
 
-StructureMode = Literal["masks", "boxes3d", "boxes2d"]
+StructureMode = Literal["masks", "boxes3d", "boxes2d", "full_depth"]
+# What training draws from (TrainConfig.augment.structure_modes); `structure` also takes full_depth.
 MODES: tuple[str, ...] = ("masks", "boxes3d", "boxes2d")
+STRUCTURE_MODES: tuple[str, ...] = (*MODES, "full_depth")
 
 
 # ---------------------------------------------------------------- routing and structure
@@ -232,14 +238,23 @@ class Layout:
         )  # fmt: skip
 
 
-def _masks_structure(layout: Layout, dilate_px: int) -> tuple[list[np.ndarray], np.ndarray]:
+def precise_masks(layout: Layout, mode: str) -> np.ndarray:
+    """The layout's masks as bool (N, H, W), checked against its size and depth; `mode` names the asker."""
     if layout.masks is None or layout.depth is None:
-        raise ValueError("mode 'masks' needs the sample's masks and depth")
+        raise ValueError(f"mode {mode!r} needs the sample's masks and depth")
     masks = np.asarray(layout.masks, dtype=bool)
     size = (layout.height, layout.width)
-    if masks.shape[1:] != size or np.shape(layout.depth) != size:
-        raise ValueError(f"masks {masks.shape} / depth {np.shape(layout.depth)} are not {size[0]} x {size[1]}")
+    if masks.shape != (len(layout.subjects), *size) or np.shape(layout.depth) != size:
+        want = f"{len(layout.subjects)} x {size[0]} x {size[1]}"
+        raise ValueError(f"masks {masks.shape} / depth {np.shape(layout.depth)} are not {want} / {size[0]} x {size[1]}")
+    return masks
+
+
+def _masks_structure(layout: Layout, dilate_px: int, full_depth: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
+    masks = precise_masks(layout, "full_depth" if full_depth else "masks")
     regions = [dilate_mask(m, dilate_px) for m in masks]
+    if full_depth:  # Table 3's "Full depth": the scene's depth, normalised over the whole image
+        return regions, encode_depth(layout.depth, np.ones(masks.shape[1:], dtype=bool))
     # Depth stays on the precise masks: dilation coarsens the routing, but I_T is
     # subject-only depth, never the background caught in the dilated ring.
     return regions, encode_depth(layout.depth, masks.any(axis=0))
@@ -265,11 +280,13 @@ def structure(
     """(per-subject regions, I_T) for one structure mode. `aspect` applies to boxes only."""
     if mode == "masks":
         return _masks_structure(layout, dilate_px)
+    if mode == "full_depth":
+        return _masks_structure(layout, dilate_px, full_depth=True)
     if mode == "boxes3d":
         return _boxes3d_structure(layout, dilate_px, aspect)
     if mode == "boxes2d":
         return _boxes2d_structure(layout, dilate_px, aspect)
-    raise ValueError(f"unknown structure mode {mode!r}; use one of {', '.join(MODES)}")
+    raise ValueError(f"unknown structure mode {mode!r}; use one of {', '.join(STRUCTURE_MODES)}")
 
 
 def control_image(layout: Layout, mode: StructureMode, dilate_px: int = 0, aspect: float | None = None) -> np.ndarray:

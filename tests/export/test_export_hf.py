@@ -188,6 +188,7 @@ def test_card_front_matter(exported, dataset):
 
 def test_card_shows_the_runs_figures(exported, dataset, finished_run):
     text = _card(exported[0]).text
+    assert "## Quality" in text and "Not measured: `datagen eval data" in text  # exported without --quality
     stats = _stats(finished_run)
     hist = Counter()
     for s in stats:

@@ -54,12 +54,14 @@ def test_train_writes_a_lora_that_sample_uses_deterministically(world, tmp_path)
     common = ["--lora", str(tmp_path / "out" / "lora"), "--from", shard, "--config", "train_tiny",
               "--set", f"models_dir={world / 'models'}", "--steps", "2", "--seed", "5"]  # fmt: skip
     images = {}
-    for name, args in {"a": common, "b": common, "boxes3d": [*common, "--mode", "boxes3d"], "base": common[2:]}.items():
+    runs = {"a": common, "b": common, "boxes3d": [*common, "--mode", "boxes3d"], "base": common[2:],
+            "mixed": [*common, "--mode", "mixed", "--prompt-template", "background"]}  # fmt: skip
+    for name, args in runs.items():
         done = run_cli("sample", *args, "--out", str(tmp_path / f"{name}.png"))
         assert done.returncode == 0, done.stderr
         images[name] = (tmp_path / f"{name}.png").read_bytes()
     assert images["a"] == images["b"]  # a fixed seed gives the same image
-    assert images["boxes3d"] != images["a"] and images["base"] != images["a"]
+    assert images["boxes3d"] != images["a"] and images["base"] != images["a"] and images["mixed"] != images["a"]
 
 
 def test_resume_through_the_shard_pipeline_gives_the_uninterrupted_lora(world, tmp_path):

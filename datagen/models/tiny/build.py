@@ -16,6 +16,7 @@ from pathlib import Path
 
 from datagen.config import DEFAULT_DEPTH_MODELS
 from datagen.models.tiny import depth as tiny_depth
+from datagen.models.tiny import eval_models as tiny_eval
 from datagen.models.tiny import gsam as tiny_gsam
 from datagen.models.tiny import perception as tiny_perception
 from datagen.models.hub import require
@@ -231,6 +232,11 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     DEFAULT_DEPTH_MODELS["transformers"]: tiny_depth.build_tiny_depth_anything,
     # Not a hub id: groundingdino-py and segment-anything load checkpoint files (stages.segment.gsam).
     "gsam/tiny": tiny_gsam.build_tiny_gsam,
+    # `datagen eval`'s metric models.
+    tiny_eval.SIGLIP: tiny_eval.build_siglip,
+    tiny_eval.CLIP: lambda out: tiny_eval.build_clip(out, _clip_tokenizer()),
+    # Not a model folder: MUSIQ's id is pyiqa's checkpoint file, written into its folder.
+    tiny_eval.MUSIQ_DIR: tiny_eval.build_musiq,
 }
 
 
