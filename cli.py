@@ -145,8 +145,8 @@ def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) 
 @app.command()
 def train(
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML, or a bundled name (train_sigma, train_tiny).")],
-    data: Annotated[list[str], typer.Option("--data", help="A run dir, a dir of shards, a glob, a brace URL; repeatable.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dir: checkpoints/, lora/, logs.")],
+    data: Annotated[Optional[list[str]], typer.Option("--data", help="A run dir, a dir of shards, a glob, a brace URL; repeatable (several: mixed by weight), NAME=PATH names one. Default: the config's data:.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: --set lora.rank=64")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Go on from the newest checkpoint in --out.")] = False,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this many steps (a partial run).")] = None,
@@ -158,12 +158,12 @@ def train(
     Multi-GPU: accelerate launch --multi_gpu --num_processes N -m datagen.cli train ...,
     or on a Ray cluster: datagen train --ray-workers N --address HOST:PORT ..."""
     from datagen.train.config import load_train_config
-    from datagen.train.data import validate_data
+    from datagen.train.data import data_sources, validate_data
     from datagen.train.loop import train as run_training
     from datagen.train.source import ShardSource
 
     cfg = load_train_config(config, list(set_ or ()))
-    urls = validate_data(data[0] if len(data) == 1 else data)
+    sources = [(source, validate_data(source.path)) for source in data_sources(cfg, data)]
     if address is not None and ray_workers is None:
         raise UserError("--address: only with --ray-workers (accelerate launch has its own flags)")
     if ray_workers is not None:
@@ -176,11 +176,11 @@ def train(
             import torch
 
             gpu = torch.cuda.is_available()
-        report = train_on_ray(config, list(set_ or ()), urls, out, total_steps=cfg.total_steps, workers=ray_workers, use_gpu=gpu, address=address,
+        report = train_on_ray(config, list(set_ or ()), sources, out, total_steps=cfg.total_steps, workers=ray_workers, use_gpu=gpu, address=address,
                               resume=resume, max_steps=max_steps, say=lambda m: typer.echo(m, err=True))  # fmt: skip
         typer.echo(json.dumps(report))
         return
-    source = ShardSource(urls, cfg)
+    source = ShardSource(sources, cfg)
     result = run_training(cfg, source, out, resume=resume, say=lambda m: typer.echo(m, err=True), max_steps=max_steps)
     if not result.main:
         return
@@ -188,7 +188,7 @@ def train(
     if skipped:
         typer.echo(f"data: skipped {skipped}", err=True)
     typer.echo(json.dumps({"steps": result.steps, "last_loss": result.losses[-1] if result.losses else None,
-                           "lora": str(result.lora) if result.lora else None}))  # fmt: skip
+                           "lora": str(result.lora) if result.lora else None, "mix": result.mix}))  # fmt: skip
 
 
 @app.command()

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from datagen.config import DType, Strict, apply_overrides, read_yaml, resolve_config_path, validate_as
+from datagen.errors import UserError
 from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 from datagen.train.model import DEFAULT_LORA_TARGETS
 
@@ -27,17 +28,37 @@ class OptimizerConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0)
 
 
+class DataSource(Strict):
+    """One dataset the trainer draws from: a run dir, a folder of shards, a glob or a brace URL."""
+
+    path: str
+    name: str | None = Field(None, description="how stages' data_weights and the logs call it (default: from the path)")
+    weight: float = Field(1.0, gt=0, description="its share of the draws, relative to the other sources'")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        parts = [p for p in Path(self.path.rstrip("/")).parts if p not in ("final", "/")]
+        return parts[-1] if parts else self.path
+
+
 class CurriculumStage(Strict):
-    """A span of steps trained on samples with a subject count in [min_subjects, max_subjects]."""
+    """A span of steps trained on samples with a subject count in [min_subjects, max_subjects],
+    drawn from the data sources by `data_weights` (source name -> weight; an unnamed source is
+    not drawn) or, when it is unset, by each source's own weight."""
 
     steps: int = Field(gt=0)
     min_subjects: int = Field(1, ge=1)
     max_subjects: int = Field(10, ge=1)
+    data_weights: dict[str, float] | None = None
 
     @model_validator(mode="after")
     def _range(self) -> CurriculumStage:
         if self.min_subjects > self.max_subjects:
             raise ValueError("min_subjects must not exceed max_subjects")
+        if self.data_weights is not None and (any(w < 0 for w in self.data_weights.values()) or not any(self.data_weights.values())):
+            raise ValueError("data_weights: weights must be >= 0, and at least one > 0")
         return self
 
 
@@ -77,6 +98,8 @@ class TrainConfig(Strict):
     grad_accum: int = Field(1, ge=1)
     gradient_checkpointing: bool = True
     curriculum: list[CurriculumStage] = Field(default_factory=paper_curriculum, min_length=1)
+    # What to train on; `datagen train --data PATH` (repeatable, NAME=PATH to name one) replaces it.
+    data: list[DataSource] = []
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     shuffle_buffer: int = Field(256, ge=1)
     loader_workers: int = Field(2, ge=0)
@@ -94,6 +117,22 @@ class TrainConfig(Strict):
             if getattr(self, name) % 16:
                 raise ValueError(f"{name}: {getattr(self, name)} must be a multiple of 16 (VAE 8x, then 2x2 patches)")
         return self
+
+    def mix(self, stage: CurriculumStage, sources: list[DataSource] | None = None) -> list[tuple[DataSource, float]]:
+        """(source, probability) for a stage: its data_weights, or the sources' own weights."""
+        sources = self.data if sources is None else sources
+        if stage.data_weights is None:
+            weights = [s.weight for s in sources]
+        else:
+            known = {s.label for s in sources}
+            unknown = sorted(set(stage.data_weights) - known)
+            if unknown:
+                raise UserError(f"curriculum: data_weights names {unknown[0]!r}, not a data source ({', '.join(sorted(known))})")
+            weights = [stage.data_weights.get(s.label, 0.0) for s in sources]
+        total = sum(weights)
+        if total <= 0:
+            raise UserError("curriculum: a stage draws from no data source (all its weights are 0)")
+        return [(s, w / total) for s, w in zip(sources, weights, strict=True)]
 
     @property
     def total_steps(self) -> int:

@@ -91,6 +91,28 @@ def list_shards(data: str | Path | list[str] | tuple[str, ...]) -> list[str]:
     return [str(p)] if p.exists() else []
 
 
+def data_sources(cfg: Any, given: list[str] | None) -> list[Any]:
+    """The data sources of a training run: `--data` (PATH or NAME=PATH, repeatable) replaces the
+    config's `data:`; one of them must name something. Names must be unique."""
+    from datagen.train.config import DataSource
+
+    if given:
+        sources = []
+        for item in given:
+            name, sep, path = item.partition("=")
+            named = bool(sep) and re.fullmatch(r"[A-Za-z0-9_.-]+", name) is not None and "/" not in name
+            sources.append(DataSource(path=path, name=name) if named else DataSource(path=item))
+    else:
+        sources = list(cfg.data)
+    if not sources:
+        raise UserError("no training data: give --data PATH, or data: [{path: ...}] in the config")
+    labels = [s.label for s in sources]
+    dup = next((x for x in labels if labels.count(x) > 1), None)
+    if dup is not None:
+        raise UserError(f"--data: two sources are called {dup!r}; name them: --data NAME=PATH")
+    return sources
+
+
 def _why(exn: BaseException) -> str:
     # webdataset appends (stream, url) to an error's args: the message is the first arg, or an
     # OSError's strerror (its first arg is the errno).
@@ -191,21 +213,12 @@ def decoded_samples(raw: Iterable[dict], stats: DataStats) -> Iterator[dict]:
         yield decoded
 
 
-def training_examples(
-    urls: list[str],
-    cfg: Any,
-    stats: DataStats,
-    keep: Callable[[dict], bool] | None = None,
-    epoch: int = 0,
-    max_shard_errors_in_row: int | None = None,
-) -> Any:
-    """The endless, seeded stream of training examples (a webdataset pipeline, an IterableDataset).
-
-    cfg: a TrainConfig (seed, resolution, identity_size, shuffle_buffer, augment). keep: a
-    make_filter(...) for the curriculum stage. epoch: mixed into every seed; the trainer passes
-    the step the stream starts at, so a resumed run gets a fresh, still reproducible stream.
-    Reproducible for a fixed (seed, epoch, node and worker layout).
-    """
+def shard_stream(
+    urls: list[str], cfg: Any, stats: DataStats, keep: Callable[[dict], bool] | None = None, epoch: int = 0,
+    max_shard_errors_in_row: int | None = None, salt: int = 0,
+) -> Any:  # fmt: skip
+    """The endless, seeded stream of decoded samples of one data source that pass `keep`.
+    `salt` separates the seeds of several sources mixed in one run (0: the single-source seeds)."""
     handler = ShardErrorHandler(stats, max_shard_errors_in_row or max(100, 10 * len(urls)))
     ds = wds.WebDataset(
         urls, resampled=True, shardshuffle=False, handler=handler, empty_check=False,
@@ -216,8 +229,9 @@ def training_examples(
     resampler = ds.pipeline[0]
     if not isinstance(resampler, wds.ResampledShards):
         raise TypeError(f"expected webdataset's ResampledShards first in the pipeline, got {type(resampler).__name__}")
-    resampler.deterministic, resampler.seed = True, int(cfg.seed) * 1_000_003 + int(epoch)
-    ds = ds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, seed=int(cfg.seed) * 1_000_003 + int(epoch))
+    seed = int(cfg.seed) * 1_000_003 + int(epoch) + 7919 * int(salt)
+    resampler.deterministic, resampler.seed = True, seed
+    ds = ds.shuffle(cfg.shuffle_buffer, initial=cfg.shuffle_buffer, seed=seed)
 
     def decode(src: Iterable[dict]) -> Iterator[dict]:
         return decoded_samples(src, stats)
@@ -229,6 +243,12 @@ def training_examples(
             else:
                 stats.count("filtered")
 
+    return ds.compose(decode, select)
+
+
+def augmenter(cfg: Any, stats: DataStats, epoch: int = 0) -> Callable[[Iterable[dict]], Iterator[dict]]:
+    """The pipeline stage that turns decoded samples into seeded SIGMA-GEN examples."""
+
     def augment(src: Iterable[dict]) -> Iterator[dict]:
         visits: Counter = Counter()
         reader = wds.utils.pytorch_worker_seed()  # rank * 1000 + worker, known only in the worker
@@ -238,7 +258,27 @@ def training_examples(
             stats.count("samples")
             yield build_example(d, draw_augment(rng, cfg.augment), cfg.resolution, cfg.identity_size)
 
-    return ds.compose(decode, select, augment)
+    return augment
+
+
+def training_examples(
+    urls: list[str],
+    cfg: Any,
+    stats: DataStats,
+    keep: Callable[[dict], bool] | None = None,
+    epoch: int = 0,
+    max_shard_errors_in_row: int | None = None,
+) -> Any:
+    """The endless, seeded stream of training examples of one source (a webdataset pipeline, an
+    IterableDataset).
+
+    cfg: a TrainConfig (seed, resolution, identity_size, shuffle_buffer, augment). keep: a
+    make_filter(...) for the curriculum stage. epoch: mixed into every seed; the trainer passes
+    the step the stream starts at, so a resumed run gets a fresh, still reproducible stream.
+    Reproducible for a fixed (seed, epoch, node and worker layout).
+    """
+    stream = shard_stream(urls, cfg, stats, keep, epoch, max_shard_errors_in_row)
+    return stream.compose(augmenter(cfg, stats, epoch))
 
 
 # ---------------------------------------------------------------- batches
@@ -278,15 +318,20 @@ def bucket_batches(stream: Iterable[dict], batch_size: int, stats: DataStats | N
             yield batch
 
 
-def training_batches(urls: list[str], cfg: Any, stage: Any | None = None, epoch: int = 0, stats: DataStats | None = None) -> Any:
+def training_batches(
+    urls: list[str], cfg: Any, stage: Any | None = None, epoch: int = 0, stats: DataStats | None = None,
+    examples: Callable[..., Any] | None = None,
+) -> Any:  # fmt: skip
     """The batches of one curriculum stage (`stage`: min_subjects, max_subjects), batched inside
     the pipeline so each DataLoader worker buckets its own samples. Wrap in
-    `webdataset.WebLoader(..., batch_size=None, num_workers=cfg.loader_workers)`."""
+    `webdataset.WebLoader(..., batch_size=None, num_workers=cfg.loader_workers)`.
+    examples: what makes the example stream from `urls` (default training_examples;
+    datagen.train.mix.mixed_examples draws from several sources)."""
     stats = stats if stats is not None else DataStats()
     keep = make_filter(stage.min_subjects, stage.max_subjects) if stage is not None else None
-    examples = training_examples(urls, cfg, stats, keep=keep, epoch=epoch)
+    stream = (examples or training_examples)(urls, cfg, stats, keep=keep, epoch=epoch)
 
     def batches(src: Iterable[dict]) -> Iterator[dict]:
         return bucket_batches(src, cfg.batch_size, stats)
 
-    return examples.compose(batches)
+    return stream.compose(batches)

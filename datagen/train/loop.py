@@ -35,6 +35,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     lora: Path | None = None
     main: bool = True  # the process that writes files and reports
+    mix: dict[str, dict[str, int]] = field(default_factory=dict)  # per stage: samples drawn per data source
 
 
 def make_optimizer(params: list[Any], cfg: OptimizerConfig) -> Any:
@@ -89,6 +90,21 @@ def lora_state(acc: Any, model: Any, trainable: list[str]) -> dict[str, Any]:
     return {n: full[n].detach().cpu().contiguous() for n in trainable}
 
 
+def say_mix(source: Any, index: int, said: dict[int, dict[str, int]], say: Any, main: bool) -> None:
+    """Log how many samples this process drew from each data source in curriculum stage `index`
+    (when the source mixes several): the mix actually drawn, not the one configured."""
+    totals = source.drawn() if hasattr(source, "drawn") else {}
+    before: dict[str, int] = {}
+    for counts in said.values():
+        for name, n in counts.items():
+            before[name] = before.get(name, 0) + n
+    this = {name: n - before.get(name, 0) for name, n in totals.items() if n - before.get(name, 0)}
+    said[index] = this
+    if main and this:
+        total = sum(this.values())
+        say(f"stage {index + 1} drew " + ", ".join(f"{name} {n} ({n / total:.0%})" for name, n in sorted(this.items())))
+
+
 def stage_start(cfg: TrainConfig, index: int) -> int:
     return sum(s.steps for s in cfg.curriculum[:index])
 
@@ -134,10 +150,12 @@ def train(
             f"{len(params)} LoRA tensors, from step {step}")  # fmt: skip
     end = min(cfg.total_steps, max_steps if max_steps is not None else cfg.total_steps)
     result = TrainResult(steps=step)
-    current, batches, preview = -1, iter(()), None
+    current, batches, preview, said = -1, iter(()), None, {}
     while step < end:
         index, stage = cfg.stage_at(step)
         if index != current:
+            if current >= 0:
+                say_mix(source, current, said, say, acc.is_main_process)
             skip = (step - stage_start(cfg, index)) * cfg.grad_accum
             batches = source.batches(index, stage, acc.process_index, acc.num_processes, skip)
             current = index
@@ -166,6 +184,9 @@ def train(
             write_preview(pipe, preview, cfg, out / "samples" / f"step-{step:08d}.png")
         if acc.is_main_process and (step % 10 == 0 or step == end):
             say(f"step {step}/{cfg.total_steps}  stage {index + 1}  loss {value:.4f}  lr {learning_rate(optimizer):.3g}")
+    if current >= 0:
+        say_mix(source, current, said, say, acc.is_main_process)
+    result.mix = {f"stage {k + 1}": v for k, v in said.items()}
     result.steps, result.main = step, acc.is_main_process
     acc.wait_for_everyone()
     if step >= cfg.total_steps:

@@ -26,7 +26,9 @@ def _worker(job: dict[str, Any]) -> None:
     from datagen.train.source import ShardSource
 
     cfg = load_train_config(job["config"], job["overrides"])
-    source = ShardSource(job["urls"], cfg)
+    from datagen.train.config import DataSource
+
+    source = ShardSource([(DataSource(**spec), urls) for spec, urls in job["sources"]], cfg)
     log = Path(job["out"]) / LOG_NAME
 
     def say(message: str) -> None:
@@ -62,7 +64,7 @@ def _user_error(exc: BaseException) -> UserError | None:
 
 
 def train_on_ray(
-    config: str, overrides: list[str], urls: list[str], out: Path, *, total_steps: int, workers: int, use_gpu: bool,
+    config: str, overrides: list[str], sources: list[tuple[Any, list[str]]], out: Path, *, total_steps: int, workers: int, use_gpu: bool,
     address: str | None, resume: bool, max_steps: int | None, say: Callable[[str], None],
 ) -> dict[str, Any]:  # fmt: skip
     """Run the training loop on `workers` Ray Train workers; returns the steps done, last loss and LoRA."""
@@ -78,7 +80,8 @@ def train_on_ray(
     log = out / LOG_NAME
     start = log.stat().st_size if log.is_file() else 0
     init_ray(address)
-    job = {"config": config, "overrides": overrides, "urls": urls, "out": str(out.resolve()), "resume": resume,
+    job = {"config": config, "overrides": overrides, "sources": [(s.model_dump(), urls) for s, urls in sources],
+           "out": str(out.resolve()), "resume": resume,
            "max_steps": max_steps}  # fmt: skip
     trainer = TorchTrainer(
         _worker,

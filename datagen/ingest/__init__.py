@@ -1,0 +1,1 @@
+"""Readers of existing subject datasets for `datagen ingest` (rows, load, sources)."""
