@@ -59,6 +59,31 @@ def run(
 
 
 @app.command()
+def ingest(
+    kind: Annotated[str, typer.Argument(metavar="SOURCE", help="anyinsertion, musar, folder or hf.")],
+    path: Annotated[str, typer.Argument(metavar="PATH_OR_ID", help="A local dataset (parquet dir or file, save_to_disk dir, image folder) or a hub id in the local cache.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Run directory (resumable, as for datagen run).")],
+    config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML or bundled name (default: ingest_<SOURCE>; ingest_tiny on tiny models).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Cap on workers over all stages.")] = None,
+    num_samples: Annotated[Optional[int], typer.Option("--num-samples", "-n", help="Only the first N rows.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: --set source.split=test")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Join a Ray cluster; RUN and PATH on shared storage.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="ray (default), or local: one process, no Ray.")] = "ray",
+) -> None:
+    """Turn an existing subject dataset into sigma-set samples: row i is sample i; what the row
+    gives (masks, reference identities, names) is kept, the recipe's stages make the rest."""
+    from datagen.ingest.command import IngestRequest
+    from datagen.ingest.command import ingest as run_ingest
+
+    if executor not in ("ray", "local"):
+        raise UserError(f"--executor: {executor!r} is not one of ray, local")
+    report = run_ingest(IngestRequest(kind=kind, path=path, out=out, config=config, workers=workers, num_samples=num_samples,
+                                      overrides=tuple(set_ or ()), address=address, executor=executor))  # fmt: skip
+    if report.failed or report.blocked:
+        raise typer.Exit(1)
+
+
+@app.command()
 def plan(
     config: Annotated[str, typer.Option("--config", "-c", help="YAML file, or a bundled config name (demo, sigma_set27k).")] = "demo",
     num_samples: Annotated[Optional[int], typer.Option("--num-samples", "-n", help="Samples to generate (default: run.num_samples).")] = None,

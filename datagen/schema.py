@@ -111,6 +111,9 @@ class Source(_Strict):
     kind: Literal["generated", "ingested"]
     dataset: str
     id: str
+    # An ingested sample's dataset licence and citation, as its source states them (None: unstated).
+    licence: str | None = None
+    citation: str | None = None
 
 
 class Generation(_Strict):

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from datagen.stages.base import Stage
 from datagen.stages.boxes import BoxesStage
+from datagen.stages.caption import CaptionStage
 from datagen.stages.depth import DepthStage
 from datagen.stages.filter import FilterStage
 from datagen.stages.idcheck import IdcheckStage
 from datagen.stages.prompts import PromptsStage
 from datagen.stages.repose import ReposeStage
 from datagen.stages.segment import SegmentStage
+from datagen.stages.source import SourceStage
 from datagen.stages.t2i import T2IStage
 
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
-    for cls in (PromptsStage, T2IStage, SegmentStage, DepthStage, BoxesStage, ReposeStage, IdcheckStage, FilterStage)
+    for cls in (PromptsStage, T2IStage, SourceStage, CaptionStage, SegmentStage, DepthStage, BoxesStage, ReposeStage, IdcheckStage, FilterStage)
 }

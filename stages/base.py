@@ -25,6 +25,7 @@ class Stage:
     `process_batch` maps samples to samples or rejections. Subclasses declare:
     - name: the stage's name (a key of `stages:` in the config),
     - requires: stages whose output this one reads (they must come earlier in the order),
+    - provides: stages whose output this one gives instead (an ingest run's source: prompts, t2i),
     - reads: shared config sections (besides its own) that change its output,
     - version: bumped when the algorithm changes, so committed shards are redone,
     - backends: the backend names this version provides.
@@ -32,6 +33,7 @@ class Stage:
 
     name: ClassVar[str]
     requires: ClassVar[tuple[str, ...]] = ()
+    provides: ClassVar[tuple[str, ...]] = ()  # stages whose output this one stands in for
     reads: ClassVar[tuple[str, ...]] = ()
     version: ClassVar[int] = 1
     backends: ClassVar[tuple[str, ...]] = ()

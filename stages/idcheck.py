@@ -18,6 +18,7 @@ from typing import Any
 from datagen.recipe.colour_similarity import histogram_similarity
 from datagen.recipe.identity_input import identity_input
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.stages.source import given
 from datagen.store.inflight import Rejected, Sample
 
 
@@ -78,10 +79,16 @@ class IdcheckStage(BackendStage):
     embedder = BackendAttribute()  # DINOv2, once loaded
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        # Per sample, the similarity of each subject's identity image with the subject.
-        scores = self.backend.similarities(samples)
+        # Per sample, the similarity of each subject's identity image with the subject. A source's
+        # reference identity is another photograph of the subject, not an edit: nothing to check.
+        checked = [s for s in samples if not given(s, "identity")]
+        scores = dict(zip([s.key for s in checked], self.backend.similarities(checked), strict=True)) if checked else {}
         out: list[Sample | Rejected] = []
-        for s, sims in zip(samples, scores, strict=True):
+        for s in samples:
+            if s.key not in scores:
+                out.append(s)
+                continue
+            sims = scores[s.key]
             reasons: dict[int, str] = {}
             for i, (subj, sim) in enumerate(zip(s.subjects, sims, strict=True)):
                 subj["idcheck"] = {"similarity": round(float(sim), 6)}

@@ -17,7 +17,7 @@ normalised prompt keeps it.
 from __future__ import annotations
 
 from datagen.config import sha256_json
-from datagen.models.llm import LLMEngine, LLMRequest, mix_seed
+from datagen.models.llm import LLMEngine, LLMRequest, mix_seed, validated_answers
 from datagen.recipe.diversity import draw_theme, subject_count
 from datagen.recipe.scene_spec import SYSTEM_PROMPT, Invalid, SceneSpec, json_schema, parse_scene, user_message
 from datagen.seeds import stage_rng
@@ -72,15 +72,12 @@ class LLMPrompts(Backend):
 
     def write(self, samples: list[Sample]) -> list[Sample | Rejected]:
         assert self.engine is not None, "setup() loads the engine"
-        answers: dict[str, SceneSpec | Invalid] = {}
-        pending = list(samples)
-        for attempt in range(self.cfg.validation_retries + 1):
-            texts = self.engine.generate([self.request(s, attempt) for s in pending])
-            for s, text in zip(pending, texts, strict=True):
-                answers[s.key] = parse_scene(text, subject_count(self.cfg, s.seed), self.cfg.limits)
-            pending = [s for s in pending if isinstance(answers[s.key], Invalid)]
-            if not pending:
-                break
+        by_key = {s.key: s for s in samples}
+        answers: dict[str, SceneSpec | Invalid] = validated_answers(
+            list(by_key), lambda key, attempt: self.request(by_key[key], attempt), self.engine.generate,
+            lambda key, text: parse_scene(text, subject_count(self.cfg, by_key[key].seed), self.cfg.limits),
+            self.cfg.validation_retries,
+        )  # fmt: skip
         out: list[Sample | Rejected] = []
         for s in samples:
             spec = answers[s.key]

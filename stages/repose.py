@@ -19,6 +19,7 @@ import numpy as np
 from datagen.recipe.identity_input import identity_input
 from datagen.seeds import stage_rng
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.stages.source import given
 from datagen.store.inflight import Rejected, Sample
 
 
@@ -101,7 +102,10 @@ class ReposeStage(BackendStage):
     pipe = BackendAttribute()  # the Kontext pipeline, once loaded
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        return self.backend.repose(samples)
+        # An ingested sample whose source gave reference identities keeps them (identity.source: reference).
+        rest = [s for s in samples if not given(s, "identity")]
+        made = dict(zip([s.key for s in rest], self.backend.repose(rest), strict=True)) if rest else {}
+        return [made.get(s.key, s) for s in samples]
 
     def instruction(self, s: Sample, subject: dict) -> tuple[str, int]:
         """(edit instruction, seed) of one subject: both drawn from its own stream."""

@@ -24,6 +24,7 @@ from datagen.recipe.filters import mask_figures, subject_rejections
 from datagen.recipe.perturb import dilate
 from datagen.stages.base import Backend, BackendAttribute, BackendStage, Stage
 from datagen.stages.exclusive import make_masks_exclusive
+from datagen.stages.source import given
 from datagen.store.inflight import Rejected, Sample
 
 # Recorded in `generation.settings` by the real backends, besides their models.
@@ -147,7 +148,12 @@ class SegmentStage(BackendStage):
         return self.backend.model_name()
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        return self.backend.segment(samples)
+        # An ingested sample whose source gave its masks keeps them (scored 1.0, filtered alike).
+        own = {s.key: finish_segmentation(self, s, s.array("masks", self.name), [1.0] * len(s.subjects))
+               for s in samples if given(s, "masks")}  # fmt: skip
+        rest = [s for s in samples if s.key not in own]
+        found = dict(zip([s.key for s in rest], self.backend.segment(rest), strict=True)) if rest else {}
+        return [own[s.key] if s.key in own else found[s.key] for s in samples]
 
     def _oracle(self, s: Sample) -> Sample | Rejected:
         instance = s.array("truth_instance", self.name)

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from datagen.config.load import apply_overrides, read_yaml, validate_as
 from datagen.config.base import Strict
+from datagen.config.ingest import SourceConfig
 from datagen.config.stages import STAGE_NAMES, StagesConfig
 from datagen.errors import UserError
 from datagen.world.scene import WorldConfig
@@ -138,6 +139,17 @@ class RunConfig(Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     simulate: SimulateConfig = Field(default_factory=SimulateConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    # An ingest run's dataset (`datagen ingest`): row i is sample i. None: a generating run.
+    source: SourceConfig | None = None
+
+    @model_validator(mode="after")
+    def _source_and_order(self) -> RunConfig:
+        ingest = "source" in self.stages.order
+        if ingest and self.source is None:
+            raise ValueError("stages.order: the source stage needs a `source:` section (datagen ingest writes it)")
+        if self.source is not None and not ingest:
+            raise ValueError("source: only an ingest run reads a dataset (stages.order must start with source, caption)")
+        return self
 
     @property
     def num_shards(self) -> int:
@@ -161,12 +173,17 @@ class RunConfig(Strict):
         d["run"].pop("num_samples")  # the size of a run, not what one sample looks like
         d["run"].pop("name")  # a label
         for name in STAGE_NAMES:
+            if name not in self.stages.order:  # a generating run's recipe is what it was before ingest existed
+                d["stages"].pop(name)
+                continue
             d["stages"][name].pop("exec")
             d["stages"][name].pop("cost")
+        if d["source"] is None:
+            d.pop("source")
         d["simulate"].pop("time_scale")  # how long, not what
         if self.simulate.enabled:  # the drawn rejects change the samples
             rates = {"sample_reject", "subject_drop"}
-            d["simulate"]["rates"] = {n: self.stages.stage(n).cost.model_dump(include=rates) for n in STAGE_NAMES}
+            d["simulate"]["rates"] = {n: self.stages.stage(n).cost.model_dump(include=rates) for n in self.stages.order}
         return d
 
     def config_sha256(self) -> str:

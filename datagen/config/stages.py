@@ -9,8 +9,14 @@ from pydantic import Field, field_validator, model_validator
 
 from datagen.config.base import ModelBackend, StageConfig, Strict
 
-STAGE_NAMES = ("prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter")
-DEFAULT_ORDER = list(STAGE_NAMES)
+# A generating run writes its scenes and renders them; an ingest run (`datagen ingest`) reads
+# them from a dataset (`source`) and names what the dataset leaves unnamed (`caption`). The
+# rest of the recipe is the same.
+GENERATE_STAGES = ("prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter")
+INGEST_STAGES = ("source", "caption", "segment", "depth", "boxes", "repose", "idcheck", "filter")
+STAGE_NAMES = ("prompts", "t2i", "source", "caption", "segment", "depth", "boxes", "repose", "idcheck", "filter")
+DEFAULT_ORDER = list(GENERATE_STAGES)
+INGEST_ORDER = list(INGEST_STAGES)
 
 
 DEFAULT_THEMES = [
@@ -299,6 +305,34 @@ class FilterConfig(StageConfig):
     backend: Literal["rules"] = "rules"
 
 
+class SourceStageConfig(StageConfig):
+    """An ingest run's first stage: row i of the run's `source:` becomes sample i."""
+
+    backend: Literal["datasets"] = "datasets"
+
+
+class CaptionConfig(StageConfig, ModelBackend):
+    """Names, captions and the prompt of an ingested image whose source gives none.
+
+    `source`: the source's own text only (a row without it is rejected, `no_caption`);
+    `transformers`: Qwen2.5-VL writes what is missing, decoding constrained to the prompts
+    stage's JSON schema with exactly the image's subject count, the answer validated the same way
+    and redrafted with a new seed up to `validation_retries` times."""
+
+    backend: Literal["source", "transformers"] = "source"
+    model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="transformers: a Qwen2.5-VL id or path")
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.8, gt=0, le=1)
+    top_k: int = Field(20, ge=0)
+    max_new_tokens: int = Field(512, ge=16)
+    validation_retries: int = Field(2, ge=0)
+    max_image_pixels: int = Field(1024 * 28 * 28, ge=56 * 56, description="the VLM's image size budget (its processor's max_pixels)")
+    limits: PromptLimits = Field(default_factory=PromptLimits)
+
+    def model_ids(self) -> list[str]:
+        return [self.model] if self.backend == "transformers" else []
+
+
 class StagesConfig(Strict):
     order: list[str] = Field(default_factory=lambda: list(DEFAULT_ORDER))
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
@@ -309,6 +343,8 @@ class StagesConfig(Strict):
     repose: ReposeConfig = Field(default_factory=ReposeConfig)
     idcheck: IdcheckConfig = Field(default_factory=IdcheckConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    source: SourceStageConfig = Field(default_factory=SourceStageConfig)
+    caption: CaptionConfig = Field(default_factory=CaptionConfig)
 
     @field_validator("order")
     @classmethod
@@ -316,9 +352,11 @@ class StagesConfig(Strict):
         unknown = [s for s in v if s not in STAGE_NAMES]
         if unknown:
             raise ValueError(f"unknown stage {unknown[0]!r} (stages: {', '.join(STAGE_NAMES)})")
-        if sorted(v) != sorted(STAGE_NAMES):
-            missing = [s for s in STAGE_NAMES if s not in v]
-            raise ValueError(f"must name every stage once (missing or repeated: {missing or 'repeats'})")
+        kind = INGEST_STAGES if "source" in v else GENERATE_STAGES
+        if sorted(v) != sorted(kind):
+            missing = [s for s in kind if s not in v]
+            raise ValueError(f"must name every stage of {'an ingest' if kind is INGEST_STAGES else 'a generating'} run once "
+                             f"({', '.join(kind)}; missing or repeated: {missing or 'repeats'})")  # fmt: skip
         return v
 
     def stage(self, name: str) -> StageConfig:
@@ -326,5 +364,5 @@ class StagesConfig(Strict):
 
 
 __all__ = [
-    "STAGE_NAMES", "DEFAULT_ORDER", "DEFAULT_THEMES", "DEFAULT_BACKGROUNDS", "DEFAULT_REPOSE_TEMPLATES", "PromptLimits", "VLLMConfig", "PromptsConfig", "DiffusionConfig", "T2IConfig", "GSAMConfig", "SegmentConfig", "DEFAULT_DEPTH_MODELS", "DepthConfig", "BoxFitConfig", "BoxesConfig", "ReposeConfig", "DEFAULT_IDCHECK_BOUNDS", "IdcheckConfig", "FilterConfig", "StagesConfig",
+    "STAGE_NAMES", "GENERATE_STAGES", "INGEST_STAGES", "DEFAULT_ORDER", "INGEST_ORDER", "SourceStageConfig", "CaptionConfig", "DEFAULT_THEMES", "DEFAULT_BACKGROUNDS", "DEFAULT_REPOSE_TEMPLATES", "PromptLimits", "VLLMConfig", "PromptsConfig", "DiffusionConfig", "T2IConfig", "GSAMConfig", "SegmentConfig", "DEFAULT_DEPTH_MODELS", "DepthConfig", "BoxFitConfig", "BoxesConfig", "ReposeConfig", "DEFAULT_IDCHECK_BOUNDS", "IdcheckConfig", "FilterConfig", "StagesConfig",
 ]  # fmt: skip

@@ -93,6 +93,12 @@ def _provenance(tally: ExportTally) -> list[dict[str, Any]]:
     return [{**dict(zip(keys, values, strict=True)), "samples": n} for values, n in sorted(tally.provenance.items())]
 
 
+def _sources(tally: ExportTally) -> list[dict[str, Any]]:
+    """The ingested datasets, each with the licence and citation its samples carry."""
+    return [{"dataset": d, "licence": lic or "not stated by the source", "citation": cit or "none given", "samples": n}
+            for (d, lic, cit), n in sorted(tally.sources.items(), key=lambda kv: str(kv[0]))]  # fmt: skip
+
+
 def _quality(report: dict[str, Any] | None) -> dict[str, Any] | None:
     """`datagen eval data`'s distributions as card rows (metric, subject count, figures)."""
     if report is None:
@@ -158,6 +164,7 @@ def render_card(
         licence_notes=_licence_notes(cfg, tally),
         truth=tally.truth,
         quality=_quality(quality),
+        sources=_sources(tally),
     )
     return str(card).rstrip("\n") + "\n"
 

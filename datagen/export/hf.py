@@ -84,7 +84,7 @@ def sample_features() -> Any:
             "identities": Image(),  # RGB, subjects 0..N-1 stacked top to bottom
             "depth": Image(),  # 16-bit log depth, decoded with depth_info
             "depth_info": {"units": text, "source": text, "encoding": text, "log_min": f64, "log_max": f64},
-            "source": {"kind": text, "dataset": text, "id": text},
+            "source": {"kind": text, "dataset": text, "id": text, "licence": text, "citation": text},
             "camera": {"model": text, "fx": f64, "fy": f64, "cx": f64, "cy": f64},
             "generation_json": text,
             "provenance": {"run_id": text, "config_sha256": text, "datagen_version": text},
@@ -142,7 +142,7 @@ def sample_row(sample: FinalSample) -> dict[str, Any]:
         "identities": _image(key, IDENTITIES_FIELD, members[IDENTITIES_FIELD]),
         "depth": _image(key, DEPTH_PNG_FIELD, members[DEPTH_PNG_FIELD]),
         "depth_info": depth_info,
-        "source": meta.get("source") or generated,
+        "source": {"licence": None, "citation": None, **(meta.get("source") or generated)},
         "camera": meta["camera"],
         "generation_json": _json(meta["generation"]),
         "provenance": meta["provenance"],
@@ -163,6 +163,8 @@ def _rows(run_dir: str, size: tuple[int, int], tally: ExportTally, say: Callable
             tally.models.setdefault(stage, Counter())[model] += 1
         tally.provenance[tuple(sample.meta["provenance"][k] for k in ("run_id", "config_sha256", "datagen_version"))] += 1
         tally.truth += row["truth_json"] is not None
+        if row["source"]["kind"] == "ingested":
+            tally.sources[(row["source"]["dataset"], row["source"]["licence"], row["source"]["citation"])] += 1
         if tally.rows % SAY_EVERY == 0:
             say(f"export: {tally.rows} samples")
         yield row

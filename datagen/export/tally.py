@@ -14,3 +14,4 @@ class ExportTally:
     models: dict[str, Counter] = field(default_factory=dict)  # stage -> model as recorded -> samples
     provenance: Counter = field(default_factory=Counter)  # (run_id, config_sha256, datagen_version)
     truth: int = 0
+    sources: Counter = field(default_factory=Counter)  # ingested rows: (dataset, licence, citation) -> samples

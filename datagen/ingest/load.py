@@ -23,6 +23,7 @@ def load_table(kind: str, where: str, split: str, revision: str | None, cache_di
     """One split of the source at `where` (a local path or a hub id), images still undecoded
     wherever the caller casts them (`cast_images`)."""
     ds = require("datasets", "export")
+    ds.disable_progress_bars()  # datagen reports progress per shard; `datasets` would draw bars on stderr
     path = Path(where).expanduser()
     local = path.exists()
     if local and revision is not None:

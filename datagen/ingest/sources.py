@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
-
-from datagen.config.base import Strict
+from datagen.config.ingest import HFColumns, SourceConfig
 from datagen.errors import UserError
 from datagen.ingest.load import cast_images, load_table, require_columns
 from datagen.ingest.rows import BadRow, SourceInfo, SourceRow, SourceSubject, identity, inside, mask, required, rgb
 
 if TYPE_CHECKING:
     import datasets
-
-Kind = Literal["anyinsertion", "musar", "folder", "hf"]
 
 ANYINSERTION_CITATION = (
     "Song, Jiang, Yang, Quan, Yang. Insert Anything: Image Insertion via In-Context Editing in DiT. "
@@ -49,44 +45,6 @@ DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "hf": (None, None),
 }
 FOLDER_SUBJECT_KEYS = ("name", "caption", "mask", "reference", "reference_mask")
-
-
-class SubjectColumns(Strict):
-    """Which column holds what of one subject (hf); each optional."""
-
-    name: str | None = None
-    caption: str | None = None
-    mask: str | None = Field(None, description="the subject's mask at the target's size (white = subject)")
-    reference: str | None = Field(None, description="an image of the subject alone")
-    reference_mask: str | None = Field(None, description="the reference's mask: the identity is cut out with it")
-
-    @model_validator(mode="after")
-    def _mask_needs_reference(self) -> SubjectColumns:
-        if self.reference_mask is not None and self.reference is None:
-            raise ValueError("reference_mask needs a reference column")
-        return self
-
-
-class HFColumns(Strict):
-    image: str = Field(description="the target image")
-    prompt: str | None = None
-    subjects: list[SubjectColumns] = Field(min_length=1, description="one entry per subject of every row")
-
-
-class SourceConfig(Strict):
-    kind: Kind
-    path: str = Field(description="a local directory or .parquet file, or a hub id (read from the local cache offline)")
-    split: str = "train"
-    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
-    licence: str | None = Field(None, description="overrides the kind's default")
-    citation: str | None = Field(None, description="overrides the kind's default")
-    columns: HFColumns | None = Field(None, description="hf only: which column is what")
-
-    @model_validator(mode="after")
-    def _columns_for_hf_only(self) -> SourceConfig:
-        if (self.kind == "hf") != (self.columns is not None):
-            raise ValueError("`columns` is required for kind hf and only for it")
-        return self
 
 
 class Source:

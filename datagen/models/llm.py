@@ -87,7 +87,39 @@ def xgrammar_call(what: str, call: Any) -> Any:
         raise incompatible("xgrammar", "llm", f"{what} failed ({e.__class__.__name__}: {first})") from None
 
 
-class TransformersLLM:
+class GrammarEngine:
+    """What the transformers engines share: stop and pad ids, xgrammar's compiler over the
+    tokenizer, compiled JSON-schema grammars (cached), and the seeded sampler."""
+
+    xgr: Any
+    tokenizer: Any
+    model: Any
+
+    def setup_grammar(self, vocab_size: int, torch: Any) -> None:
+        gen_eos = self.model.generation_config.eos_token_id
+        eos = gen_eos if isinstance(gen_eos, list) else [gen_eos if gen_eos is not None else self.tokenizer.eos_token_id]
+        self.eos_ids = [int(e) for e in eos]
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        # vocab_size: the model's rows, which may exceed the tokenizer's; xgrammar masks the rest.
+        info = xgrammar_call("TokenizerInfo.from_huggingface", lambda: self.xgr.TokenizerInfo.from_huggingface(
+            self.tokenizer, vocab_size=vocab_size, stop_token_ids=self.eos_ids
+        ))
+        self.compiler = xgrammar_call("GrammarCompiler", lambda: self.xgr.GrammarCompiler(info))
+        self._grammars: dict[str, Any] = {}
+        self._sampler = _seeded_sampler_class()
+        self._torch = torch
+
+    def _grammar(self, schema: dict) -> Any:
+        text = json.dumps(schema, sort_keys=True)
+        if text not in self._grammars:
+            # No free whitespace: with random weights it could run on forever.
+            self._grammars[text] = xgrammar_call(
+                "compile_json_schema", lambda: self.compiler.compile_json_schema(text, any_whitespace=False)
+            )
+        return self._grammars[text]
+
+
+class TransformersLLM(GrammarEngine):
     """Batched `generate` with the chat template (thinking off) and xgrammar JSON-schema masks."""
 
     def __init__(self, cfg: PromptsConfig, models_dir: str | None, stage: str = "prompts") -> None:
@@ -107,26 +139,7 @@ class TransformersLLM:
             lambda: transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(cfg.dtype), **kw),
         )
         self.model.to(self.device).eval()
-        gen_eos = self.model.generation_config.eos_token_id
-        eos = gen_eos if isinstance(gen_eos, list) else [gen_eos if gen_eos is not None else self.tokenizer.eos_token_id]
-        self.eos_ids = [int(e) for e in eos]
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        info = xgrammar_call("TokenizerInfo.from_huggingface", lambda: self.xgr.TokenizerInfo.from_huggingface(
-            self.tokenizer, vocab_size=self.model.config.vocab_size, stop_token_ids=self.eos_ids
-        ))
-        self.compiler = xgrammar_call("GrammarCompiler", lambda: self.xgr.GrammarCompiler(info))
-        self._grammars: dict[str, Any] = {}
-        self._sampler = _seeded_sampler_class()
-        self._torch = torch
-
-    def _grammar(self, schema: dict) -> Any:
-        text = json.dumps(schema, sort_keys=True)
-        if text not in self._grammars:
-            # No free whitespace: with random weights it could run on forever.
-            self._grammars[text] = xgrammar_call(
-                "compile_json_schema", lambda: self.compiler.compile_json_schema(text, any_whitespace=False)
-            )
-        return self._grammars[text]
+        self.setup_grammar(self.model.config.vocab_size, torch)
 
     def chat_text(self, req: LLMRequest) -> str:
         return self.tokenizer.apply_chat_template(
@@ -136,30 +149,54 @@ class TransformersLLM:
     def generate(self, requests: list[LLMRequest]) -> list[str]:
         if not requests:
             return []
-        torch = self._torch
         enc = self.tokenizer(
             [self.chat_text(r) for r in requests], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
-        prompt_len = enc["input_ids"].shape[1]
-        processors = [
-            xgrammar_call(  # one use per generate()
-                "contrib.hf.LogitsProcessor", lambda: self._xgr_hf.LogitsProcessor([self._grammar(r.schema) for r in requests])
-            ),
-            self._sampler([r.seed for r in requests], prompt_len, self.cfg.temperature, self.cfg.top_k, self.cfg.top_p),
-        ]
-        with torch.inference_mode():
-            out = self.model.generate(
-                **enc,
-                logits_processor=processors,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                max_new_tokens=self.cfg.max_new_tokens,
-                eos_token_id=self.eos_ids,
-                pad_token_id=self.pad_id,
-            )
-        return self.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        return constrained_generate(self, enc, requests)
+
+
+def constrained_generate(engine: Any, enc: Any, requests: list[Any]) -> list[str]:
+    """`model.generate` on a padded batch, each row under its request's JSON-schema grammar and
+    its own seed (the seeded sampler's noise, then greedy), decoded after the prompt. `engine`:
+    a transformers engine (TransformersLLM, datagen.models.vlm.TransformersVLM)."""
+    prompt_len = enc["input_ids"].shape[1]
+    processors = [
+        xgrammar_call(  # one use per generate()
+            "contrib.hf.LogitsProcessor", lambda: engine._xgr_hf.LogitsProcessor([engine._grammar(r.schema) for r in requests])
+        ),
+        engine._sampler([r.seed for r in requests], prompt_len, engine.cfg.temperature, engine.cfg.top_k, engine.cfg.top_p),
+    ]
+    with engine._torch.inference_mode():
+        out = engine.model.generate(
+            **enc,
+            logits_processor=processors,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            max_new_tokens=engine.cfg.max_new_tokens,
+            eos_token_id=engine.eos_ids,
+            pad_token_id=engine.pad_id,
+        )
+    return engine.tokenizer.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+
+
+def validated_answers(keys: list[str], request: Any, generate: Any, parse: Any, retries: int) -> dict[str, Any]:
+    """key -> parsed answer, redrafting (a new seed per attempt) those `parse` refuses, up to
+    `retries` times: request(key, attempt) -> a request, generate(requests) -> texts, parse(key,
+    text) -> an answer or an `Invalid` (the last one stays when every draft fails)."""
+    from datagen.recipe.scene_spec import Invalid
+
+    answers: dict[str, Any] = {}
+    pending = list(keys)
+    for attempt in range(retries + 1):
+        texts = generate([request(k, attempt) for k in pending])
+        for key, text in zip(pending, texts, strict=True):
+            answers[key] = parse(key, text)
+        pending = [k for k in pending if isinstance(answers[k], Invalid)]
+        if not pending:
+            break
+    return answers
 
 
 # --- vLLM ---------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ class StageFlow:
 
 
 def mean_requested_subjects(cfg: RunConfig) -> float:
+    if cfg.source is not None:  # an ingest run: the paper's sources hold one or two subjects
+        return 1.5
     lo, hi = cfg.stages.prompts.num_subjects  # drawn uniformly (stages/prompts.py)
     return (lo + hi) / 2
 
@@ -68,6 +70,8 @@ def estimated_bytes_per_sample(cfg: RunConfig, stage: str, subjects: float) -> f
     added = {
         "prompts": 0.0,
         "t2i": image,
+        "source": image,  # an ingest run: the dataset's image (and its masks, identities)
+        "caption": 0.0,
         "segment": subjects * mask,
         "depth": depth,
         "boxes": 0.0,

@@ -12,8 +12,11 @@ def validate_pipeline(cfg: RunConfig) -> None:
     """Check the stage order and backends before any worker starts."""
     order = cfg.stages.order
     for pos, name in enumerate(order):
+        # What earlier stages made: their own output, and what they stand in for (an ingest
+        # run's source gives what prompts and t2i make).
+        made = {m for earlier in order[:pos] for m in (earlier, *STAGES[earlier].provides)}
         for needed in STAGES[name].requires:
-            if order.index(needed) > pos:
+            if needed not in made:
                 raise UserError(f"stages.order: {name} needs {needed} before it")
     if order[-1] != "filter":
         raise UserError("stages.order: filter must be the last stage (it writes the final shards)")
@@ -50,6 +53,12 @@ ORACLE_STAGES = ("t2i", "segment", "depth", "repose")
 def oracle_problem(cfg: RunConfig) -> None:
     """Procedural t2i/segment/depth/repose read the procedural scene; something must lay one out."""
     prompts = cfg.stages.prompts
+    if "source" in cfg.stages.order:
+        for name in ORACLE_STAGES:
+            if name in cfg.stages.order and getattr(cfg.stages.stage(name), "backend", None) == "procedural" and not simulated(name, cfg):
+                raise UserError(f"stages.{name}.backend procedural reads the procedural world's scene, which an ingested "
+                                "image does not have: give it a real backend (configs/ingest_tiny.yaml)")  # fmt: skip
+        return
     if simulated("prompts", cfg) or prompts.backend == "procedural" or prompts.layout == "procedural":
         return
     for name in ORACLE_STAGES:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datagen.config import STAGE_NAMES, apply_overrides, load_config, resolve_config_path
+from datagen.config import apply_overrides, load_config, resolve_config_path
 from datagen.errors import UserError
 from datagen.resources import bundled_config_dir
 
@@ -12,7 +12,7 @@ def test_bundled_configs_load():
     demo = load_config(bundled_config_dir() / "demo.yaml")
     assert demo.run.num_samples == 64 and demo.num_shards >= 4
     assert (demo.run.width, demo.run.height) == (512, 512)
-    assert all(getattr(demo.stages, s).model_dump().get("backend") in (None, "procedural", "open3d", "rules", "histogram") for s in STAGE_NAMES)
+    assert all(getattr(demo.stages, s).model_dump().get("backend") in (None, "procedural", "open3d", "rules", "histogram") for s in demo.stages.order)
     paper = load_config(bundled_config_dir() / "sigma_set27k.yaml")
     assert paper.stages.prompts.model == "Qwen/Qwen3-8B"
     assert paper.stages.t2i.model == "black-forest-labs/FLUX.1-dev"

@@ -142,7 +142,8 @@ def rebuild_metadata(row) -> dict:
         "subjects": subjects,
         "camera": row["camera"],
         "depth": row["depth_info"],
-        "source": row["source"],
+        # licence and citation are written only where a source states them; the column holds null
+        "source": {k: v for k, v in row["source"].items() if v is not None or k not in ("licence", "citation")},
         "generation": json.loads(row["generation_json"]),
         "provenance": row["provenance"],
         **json.loads(row["extra_json"]),

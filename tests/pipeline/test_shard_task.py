@@ -61,4 +61,4 @@ def test_a_shard_where_most_samples_raise_fails_and_the_rest_finish(small_cfg, t
 
 
 def test_every_stage_is_registered():
-    assert list(STAGES) == ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
+    assert list(STAGES) == ["prompts", "t2i", "source", "caption", "segment", "depth", "boxes", "repose", "idcheck", "filter"]

@@ -19,6 +19,7 @@ from datagen.models.tiny import depth as tiny_depth
 from datagen.models.tiny import eval_models as tiny_eval
 from datagen.models.tiny import gsam as tiny_gsam
 from datagen.models.tiny import perception as tiny_perception
+from datagen.models.tiny import vlm as tiny_vlm
 from datagen.models.hub import require
 
 QWEN3 = "Qwen/Qwen3-8B"
@@ -222,6 +223,7 @@ def build_flux_kontext(out: Path) -> None:
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
     QWEN3: build_qwen3,
+    tiny_vlm.QWEN25_VL: tiny_vlm.build_qwen25_vl,  # `datagen ingest`'s caption stage
     FLUX_DEV: build_flux,
     FLUX_KONTEXT: build_flux_kontext,
     tiny_perception.GROUNDING_DINO: tiny_perception.build_grounding_dino,
