@@ -60,7 +60,7 @@ def run(
 
 @app.command()
 def ingest(
-    kind: Annotated[str, typer.Argument(metavar="SOURCE", help="anyinsertion, musar, folder or hf.")],
+    kind: Annotated[str, typer.Argument(metavar="SOURCE", help="anyinsertion, musar, folder, hf or dreambooth.")],
     path: Annotated[str, typer.Argument(metavar="PATH_OR_ID", help="A local dataset (parquet dir or file, save_to_disk dir, image folder) or a hub id in the local cache.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Run directory (resumable, as for datagen run).")],
     config: Annotated[Optional[str], typer.Option("--config", "-c", help="YAML or bundled name (default: ingest_<SOURCE>; ingest_tiny on tiny models).")] = None,

@@ -64,6 +64,11 @@ class Stage:
         backend = getattr(cfg, "backend", "")
         return f"{backend}:{model}" if model and backend not in NO_MODEL_BACKENDS else backend
 
+    def passes_over(self, sample: Sample) -> bool:
+        """Whether this stage leaves `sample` as it is (an ingested row already has what it makes),
+        so `generation` records none of its models for it."""
+        return False
+
     def reject(self, sample: Sample, reason: str) -> Rejected:
         return Rejected(sample.key, self.name, reason)
 
@@ -138,8 +143,21 @@ class BackendStage(Stage):
         a model-free stage used without `setup()` (tests, bench scripts) makes it on its first batch."""
         return self.backend_types[self.cfg.backend](self)
 
+    # True: in an ingest run the models load on the first sample that needs them (repose and
+    # idcheck: a source that gives every identity needs neither, so neither loads).
+    loads_when_needed: ClassVar[bool] = False
+    _load_pending: bool = False
+
     def setup(self) -> None:
+        if self.loads_when_needed and self.run_cfg.source is not None:
+            self._load_pending = True
+            return
         self.backend.load()
+
+    def load_if_pending(self) -> None:
+        if self._load_pending:
+            self._load_pending = False
+            self.backend.load()
 
     def generation_settings(self) -> dict | None:
         return self.backend.generation_settings()

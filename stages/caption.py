@@ -10,6 +10,8 @@ source gives one) and writes what the prompts stage writes for a generated scene
 constrained to the same JSON schema with exactly the image's subject count; the answer is
 validated the same way and redrafted with a new seed up to `validation_retries` times. Names the
 source gives are kept; the VLM's fill the rest.
+
+Backend `auto`: `source` for a row that names every subject, `transformers` for the others.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from datagen.models.llm import mix_seed, validated_answers
 from datagen.recipe.scene_spec import Invalid, SceneSpec, json_schema, parse_scene
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
+from datagen.stages.source import GIVEN, given
 from datagen.store.inflight import Rejected, Sample
 
 CAPTION_SYSTEM = (
@@ -75,7 +78,7 @@ class VLMCaptions(Backend):
         names = [subj.get("name") for subj in s.subjects]
         hint = f" (named, in order: {json.dumps(names)})" if all(names) else ""
         images = [s.array("image", self.stage.name)]
-        if "identity" in s.arrays:
+        if given(s, "identity"):  # every subject's reference, in subject order
             images += list(s.arrays["identity"])
         return VLMRequest(CAPTION_SYSTEM, CAPTION_REQUEST.format(n=n, hint=hint), images, json_schema(n, self.cfg.limits), mix_seed(s.seed, attempt))
 
@@ -101,13 +104,39 @@ class VLMCaptions(Backend):
         return out
 
 
+class AutoCaptions(VLMCaptions):
+    """The source's text for a row that names every subject; Qwen2.5-VL for the others, loaded
+    on the first that needs it. A row the source names records no VLM (`given.captions`)."""
+
+    def load(self) -> None:
+        """Nothing yet: `write` loads the VLM when a row needs it."""
+
+    def write(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        named = {s.key for s in samples if s.subjects and all(subj.get("name") for subj in s.subjects)}
+        done: dict[str, Sample | Rejected] = {}
+        for s in samples:
+            if s.key in named:
+                s.meta.setdefault(GIVEN, {})["captions"] = True
+                filled = fill_from_source(s)
+                done[s.key] = filled if isinstance(filled, Sample) else self.stage.reject(s, filled)
+        rest = [s for s in samples if s.key not in named]
+        if rest:
+            if self.engine is None:
+                super().load()
+            done.update((s.key, r) for s, r in zip(rest, super().write(rest), strict=True))
+        return [done[s.key] for s in samples]
+
+
 class CaptionStage(BackendStage):
     name = "caption"
     requires = ("source",)
-    backend_types = {"source": SourceCaptions, "transformers": VLMCaptions}
+    backend_types = {"source": SourceCaptions, "transformers": VLMCaptions, "auto": AutoCaptions}
     backends = tuple(backend_types)
 
     engine = BackendAttribute()
+
+    def passes_over(self, sample: Sample) -> bool:
+        return given(sample, "captions")  # auto: the source's own text, no VLM
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         return self.backend.write(samples)

@@ -18,7 +18,7 @@ from typing import Any
 from datagen.recipe.colour_similarity import histogram_similarity
 from datagen.recipe.identity_input import identity_input
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
-from datagen.stages.source import given
+from datagen.stages.source import given, has_reference
 from datagen.store.inflight import Rejected, Sample
 
 
@@ -72,16 +72,22 @@ class DinoIdcheck(Backend):
 class IdcheckStage(BackendStage):
     name = "idcheck"
     requires = ("repose",)
+    loads_when_needed = True  # an ingest source may give every identity
     reads = ("filters",)
     backend_types = {"histogram": HistogramIdcheck, "transformers": DinoIdcheck}
     backends = tuple(backend_types)
 
     embedder = BackendAttribute()  # DINOv2, once loaded
 
+    def passes_over(self, sample: Sample) -> bool:
+        return given(sample, "identity")
+
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         # Per sample, the similarity of each subject's identity image with the subject. A source's
         # reference identity is another photograph of the subject, not an edit: nothing to check.
         checked = [s for s in samples if not given(s, "identity")]
+        if checked:
+            self.load_if_pending()
         scores = dict(zip([s.key for s in checked], self.backend.similarities(checked), strict=True)) if checked else {}
         out: list[Sample | Rejected] = []
         for s in samples:
@@ -91,6 +97,8 @@ class IdcheckStage(BackendStage):
             sims = scores[s.key]
             reasons: dict[int, str] = {}
             for i, (subj, sim) in enumerate(zip(s.subjects, sims, strict=True)):
+                if has_reference(subj):  # another photograph of the subject: nothing to check
+                    continue
                 subj["idcheck"] = {"similarity": round(float(sim), 6)}
                 if sim < self.cfg.min_similarity:
                     reasons[i] = "identity_lost"

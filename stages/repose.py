@@ -8,6 +8,9 @@ background, padded square at the identity size (datagen.recipe.identity_input), 
 instruction drawn from `templates` and filled with the subject's name. Seeded per (sample,
 subject); the subjects of all samples in a batch are edited together, `subjects_per_call`
 at a time. The crop before editing is what the final writer keeps as crop_NN.png.
+
+An ingested subject whose source gave a reference keeps it (`identity.source: reference`);
+repose makes the others' only, and loads its model on the first it has to make.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ import numpy as np
 from datagen.recipe.identity_input import identity_input
 from datagen.seeds import stage_rng
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
-from datagen.stages.source import given
+from datagen.stages.source import given, has_reference
 from datagen.store.inflight import Rejected, Sample
 
 
-def set_identities(s: Sample, ids: list[np.ndarray], size: int) -> None:
+def set_identities(s: Sample, made: dict[int, np.ndarray], size: int) -> None:
+    """The identities repose made (by subject position); a subject whose source gave its
+    reference keeps it (identity.source: reference)."""
+    ids = [s.arrays["identity"][i] if has_reference(subj) else made[i] for i, subj in enumerate(s.subjects)]
     s.set_array("identity", np.stack(ids) if ids else np.zeros((0, size, size, 3), np.uint8))
     for subj in s.subjects:
-        subj["identity"] = {"width": size, "height": size}
+        if not has_reference(subj):
+            subj["identity"] = {"width": size, "height": size}
 
 
 class ProceduralRepose(Backend):
@@ -42,11 +49,11 @@ class ProceduralRepose(Backend):
             if scene is None:
                 out.append(self.stage.reject(s, "no_scene_for_procedural_repose"))
                 continue
-            ids = [
-                render_identity(scene["subjects"][subj["sid"]], size, stage_rng(s.seed, name, subj["sid"]), world)
-                for subj in s.subjects
-            ]
-            set_identities(s, ids, size)
+            made = {
+                i: render_identity(scene["subjects"][subj["sid"]], size, stage_rng(s.seed, name, subj["sid"]), world)
+                for i, subj in enumerate(s.subjects) if not has_reference(subj)
+            }  # fmt: skip
+            set_identities(s, made, size)
             out.append(s)
         return out
 
@@ -75,35 +82,44 @@ class DiffusersRepose(Backend):
         from datagen.models.diffusion import edit_images
 
         c = self.cfg
-        jobs = []  # (sample, input image, instruction, seed), subjects of every sample in order
+        jobs = []  # (sample key, subject position, input image, instruction, seed), in order
         for s in samples:
             image, masks = s.array("image", self.stage.name), s.array("masks", self.stage.name)
-            for subj, mask in zip(s.subjects, masks, strict=True):
+            for i, (subj, mask) in enumerate(zip(s.subjects, masks, strict=True)):
+                if has_reference(subj):
+                    continue
                 inp = identity_input(image, mask, subj["box_2d"], c.identity_size, c.subject_fill, c.background_grey)
-                jobs.append((s, inp, *self.stage.instruction(s, subj)))
+                jobs.append((s.key, i, inp, *self.stage.instruction(s, subj)))
         edited: list[np.ndarray] = []
         for at in range(0, len(jobs), c.subjects_per_call):
-            _, images, instructions, seeds = zip(*jobs[at : at + c.subjects_per_call], strict=True)
+            _, _, images, instructions, seeds = zip(*jobs[at : at + c.subjects_per_call], strict=True)
             edited.extend(edit_images(self.pipe, c, list(images), list(instructions), list(seeds), self.device))
-        pos = 0
+        made: dict[str, dict[int, np.ndarray]] = {s.key: {} for s in samples}
+        for (key, i, *_), identity in zip(jobs, edited, strict=True):
+            made[key][i] = identity
         for s in samples:
-            set_identities(s, edited[pos : pos + len(s.subjects)], c.identity_size)
-            pos += len(s.subjects)
+            set_identities(s, made[s.key], c.identity_size)
         return list(samples)
 
 
 class ReposeStage(BackendStage):
     name = "repose"
     requires = ("segment",)
+    loads_when_needed = True  # an ingest source may give every identity
     reads = ("world",)
     backend_types = {"procedural": ProceduralRepose, "diffusers": DiffusersRepose}
     backends = tuple(backend_types)
 
     pipe = BackendAttribute()  # the Kontext pipeline, once loaded
 
+    def passes_over(self, sample: Sample) -> bool:
+        return given(sample, "identity")
+
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
         # An ingested sample whose source gave reference identities keeps them (identity.source: reference).
         rest = [s for s in samples if not given(s, "identity")]
+        if rest:
+            self.load_if_pending()
         made = dict(zip([s.key for s in rest], self.backend.repose(rest), strict=True)) if rest else {}
         return [made.get(s.key, s) for s in samples]
 

@@ -11,6 +11,9 @@ The recipe's filters (box area 1%-40%, enough subjects, and with `filters.overla
 paper's "overlapping masks keep one") are shared with every backend (datagen.recipe.filters);
 with `filters.apply: last` they only mark what the filter stage drops. Overlaps are otherwise
 resolved by depth once it is known (stages.exclusive).
+
+An ingested sample keeps the masks its source gives; one whose source gives whole reference
+photographs (DreamBooth) has each subject cut out of its photograph first, by the same models.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from datagen.recipe.filters import mask_figures, subject_rejections
 from datagen.recipe.perturb import dilate
 from datagen.stages.base import Backend, BackendAttribute, BackendStage, Stage
 from datagen.stages.exclusive import make_masks_exclusive
-from datagen.stages.source import given
+from datagen.stages.source import given, reference_photo, take_identities
 from datagen.store.inflight import Rejected, Sample
 
 # Recorded in `generation.settings` by the real backends, besides their models.
@@ -95,9 +98,38 @@ class PerceptionSegment(Backend):
             record = det.to_json() if det else {}
             if i in kept:
                 record["mask_score"] = round(float(mask_scores[kept.index(i)]), 6)
-            subj["segment"] = record
+            subj["segment"] = {**subj.get("segment", {}), **record}  # keeps a reference's record
         scores = [d.score if d else 0.0 for d in dets]
         return finish_segmentation(self.stage, s, full, scores, why)
+
+    def cut_references(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        """Each subject cut out of its whole reference photograph (DreamBooth's protocol): the
+        caption's box on the photograph, SAM's mask in it, the masked crop as the identity. A
+        subject whose reference grounds nothing is dropped (`reference_not_grounded`)."""
+        from datagen.ingest.rows import cut_out
+        from datagen.recipe.mask_cleanup import clean_mask
+
+        name = self.stage.name
+        pairs = [(s, i) for s in samples for i in range(len(s.subjects))]
+        photos = [reference_photo(s, i, name) for s, i in pairs]
+        dets = [d[0] for d in self.grounder.detect(photos, [[s.subjects[i]["caption"]] for s, i in pairs])]
+        segmented = self.segmenter.segment(photos, [boxes_array([d.box] if d else []) for d in dets])
+        cuts: dict[str, list[np.ndarray]] = {s.key: [] for s in samples}
+        why: dict[str, dict[int, str]] = {s.key: {} for s in samples}
+        for (s, i), photo, det, (masks, scores) in zip(pairs, photos, dets, segmented, strict=True):
+            m = clean_mask(masks[0], self.cfg.fill_holes_frac, self.cfg.min_island_frac) if det else None
+            if m is None or not m.any():
+                why[s.key][i] = "reference_not_grounded"
+                cuts[s.key].append(np.zeros((1, 1, 3), np.uint8))  # a stand-in, dropped with its subject
+                continue
+            s.subjects[i]["segment"] = {"reference": {**det.to_json(), "mask_score": round(float(scores[0]), 6)}}
+            cuts[s.key].append(cut_out(photo, m))
+        out: list[Sample | Rejected] = []
+        for s in samples:
+            take_identities(s, cuts[s.key], self.stage.run_cfg.stages.repose.identity_size)
+            s.drop_subjects(why[s.key], name)  # not a recipe filter: never deferred
+            out.append(s if s.subjects else self.stage.reject(s, "reference_not_grounded"))
+        return out
 
 
 class TransformersSegment(PerceptionSegment):
@@ -148,6 +180,21 @@ class SegmentStage(BackendStage):
         return self.backend.model_name()
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
+        failed = self._cut_references(samples)
+        rest = [s for s in samples if s.key not in failed]
+        segmented = dict(zip([s.key for s in rest], self._segment(rest), strict=True))
+        return [failed.get(s.key) or segmented[s.key] for s in samples]
+
+    def _cut_references(self, samples: list[Sample]) -> dict[str, Rejected]:
+        """Cut ingested whole references out first; a sample that loses every subject is rejected."""
+        whole = [s for s in samples if given(s, "references")]
+        if not whole:
+            return {}
+        if not hasattr(self.backend, "cut_references"):
+            return {s.key: self.reject(s, "reference_needs_a_segmenter") for s in whole}
+        return {r.key: r for r in self.backend.cut_references(whole) if isinstance(r, Rejected)}
+
+    def _segment(self, samples: list[Sample]) -> list[Sample | Rejected]:
         # An ingested sample whose source gave its masks keeps them (scored 1.0, filtered alike).
         own = {s.key: finish_segmentation(self, s, s.array("masks", self.name), [1.0] * len(s.subjects))
                for s in samples if given(s, "masks")}  # fmt: skip

@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from datagen.config.base import Strict
 
-Kind = Literal["anyinsertion", "musar", "folder", "hf"]
+Kind = Literal["anyinsertion", "musar", "folder", "hf", "dreambooth"]
 
 
 class SubjectColumns(Strict):

@@ -314,12 +314,13 @@ class SourceStageConfig(StageConfig):
 class CaptionConfig(StageConfig, ModelBackend):
     """Names, captions and the prompt of an ingested image whose source gives none.
 
-    `source`: the source's own text only (a row without it is rejected, `no_caption`);
+    `source`: the source's own text only (a row without a name is rejected, `no_name`);
     `transformers`: Qwen2.5-VL writes what is missing, decoding constrained to the prompts
     stage's JSON schema with exactly the image's subject count, the answer validated the same way
-    and redrafted with a new seed up to `validation_retries` times."""
+    and redrafted with a new seed up to `validation_retries` times; `auto`: the source's text
+    where it names every subject, Qwen2.5-VL for the rest (loaded only if a row needs it)."""
 
-    backend: Literal["source", "transformers"] = "source"
+    backend: Literal["source", "transformers", "auto"] = "source"
     model: str = Field("Qwen/Qwen2.5-VL-7B-Instruct", description="transformers: a Qwen2.5-VL id or path")
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.8, gt=0, le=1)
@@ -330,7 +331,7 @@ class CaptionConfig(StageConfig, ModelBackend):
     limits: PromptLimits = Field(default_factory=PromptLimits)
 
     def model_ids(self) -> list[str]:
-        return [self.model] if self.backend == "transformers" else []
+        return [self.model] if self.backend in ("transformers", "auto") else []
 
 
 class StagesConfig(Strict):

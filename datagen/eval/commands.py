@@ -61,3 +61,30 @@ def eval_data_command(
     cfg = load_eval_config(config, list(set_ or []))
     report = eval_data(run_dir, out, cfg, limit, say=lambda m: typer.echo(m, err=True))
     typer.echo(json.dumps({"images": report["images"], "subjects": report["subjects"], "report": str(out / "report.json")}))
+
+
+@eval_app.command("dreambooth")
+def eval_dreambooth_command(
+    folder: Annotated[Path, typer.Argument(help="A DreamBooth-layout folder: SUBJECT/IMAGE, and prompts_and_classes.txt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="OUT/data: the ingested eval run; OUT/results: as for eval model. Resumable.")],
+    lora: Annotated[Optional[list[Path]], typer.Option("--lora", help="A LoRA from datagen train; repeatable.")] = None,
+    base: Annotated[bool, typer.Option("--base", help="Also judge the base model without a LoRA, as a row.")] = False,
+    config: Annotated[str, typer.Option("--config", "-c", help="Eval YAML or bundled name (eval_dreambooth, eval_dreambooth_tiny).")] = "eval_dreambooth",
+    modes: Annotated[Optional[str], typer.Option("--modes", help="Comma list of masks_depth, boxes2d, boxes3d, full_depth, mixed.")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override an eval config key: --set models_dir=DIR")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Workers for the ingest and Ray actors per eval pass.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="Join a Ray cluster; FOLDER and --out on shared storage.")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="The ingest's executor: ray (default), or local (one process).")] = "ray",
+) -> None:
+    """The paper's DreamBooth protocol (Table 4): each subject's first image is the reference,
+    the others are targets with Grounded-SAM masks, MoGe-2 depth and VLM captions; then eval model."""
+    from datagen.eval.dreambooth import eval_dreambooth
+    from datagen.eval.model_eval import EvalRequest
+
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers {workers}: must be at least 1")
+    if executor not in ("ray", "local"):
+        raise UserError(f"--executor: {executor!r} is not one of ray, local")
+    request = EvalRequest(config=config, data=out, out=out, loras=list(lora or []), base=base, modes=_modes(modes),
+                          overrides=list(set_ or []), workers=workers, address=address)  # fmt: skip
+    typer.echo(json.dumps(eval_dreambooth(folder, request, say=lambda m: typer.echo(m, err=True), executor=executor)))

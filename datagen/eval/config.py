@@ -48,6 +48,14 @@ class GeneratorConfig(Strict):
     prompt_template: Literal["paper", "background", "full"] = "paper"
 
 
+class IngestPreset(Strict):
+    """How `datagen eval dreambooth` ingests its folder: an ingest config (run.split: eval) and
+    --set overrides; the eval's models_dir is passed on."""
+
+    config: str = "ingest_dreambooth"
+    overrides: list[str] = []
+
+
 class EvalConfig(Strict):
     models_dir: str | None = None
     seed: int = 0
@@ -56,6 +64,11 @@ class EvalConfig(Strict):
     metrics: MetricModels = MetricModels()
     # The lowest `bottom_k` samples of each distribution go on `eval data`'s contact sheet.
     bottom_k: int = Field(8, ge=1)
+    # Which of the paper's tables results.md sets ours beside: table1 (its held-out split),
+    # table4 (DreamBooth).
+    paper_table: Literal["table1", "table4"] = "table1"
+    # `datagen eval dreambooth`: how the DreamBooth folder becomes the evaluation run.
+    ingest: IngestPreset = IngestPreset()
 
     @field_validator("modes")
     @classmethod
@@ -76,4 +89,4 @@ def load_eval_config(name_or_path: str, overrides: list[str] | None = None) -> E
     return validate_as(EvalConfig, data, str(path), flags)
 
 
-__all__ = ["EVAL_MODES", "PAPER_MODES", "EvalConfig", "GeneratorConfig", "MetricModel", "MetricModels", "load_eval_config"]
+__all__ = ["EVAL_MODES", "PAPER_MODES", "EvalConfig", "GeneratorConfig", "IngestPreset", "MetricModel", "MetricModels", "load_eval_config"]

@@ -65,11 +65,15 @@ def eval_items(run_dir: Path) -> list[EvalItem]:
 
 
 def load_sample(item: EvalItem) -> dict:
-    """The decoded sample (json, image, masks, depth, identities) of one item."""
+    """The decoded sample (json, image, masks, depth, identities) of one item, as training sees
+    it: a non-square one (an ingested photograph) cut to the trainer's square window, not
+    stretched (datagen.train.augment.window_view)."""
+    from datagen.train.augment import window_view
+
     members = _members(item.shard, lambda key, field: key == item.key).get(item.key)
     if members is None:
         raise UserError(f"{item.shard}: no sample {item.key} (the run changed since the eval began)")
     try:
-        return decode_sample(members, item.key)
+        return window_view(decode_sample(members, item.key))
     except BadSample as e:
         raise UserError(f"{item.shard}: sample {item.key}: {e}") from None

@@ -1,9 +1,12 @@
-"""SIGMA-GEN's own figures (the paper's Table 1, SIGMA-GEN rows), put beside ours in results.md.
+"""SIGMA-GEN's own figures (SIGMA-GEN rows of the paper's Tables 1 and 4), put beside ours in
+results.md; an eval config's `paper_table` picks the table its protocol reproduces.
 
-Source: "SIGMA-GEN", Table 1 "Quantitative comparison with baselines" (../shared/seeds/
-sigma-gen-paper.txt). Modes map to its Control column: masks_depth = "Mask, Depth" (background
-prompts), boxes2d = "Bbox", boxes3d = "Mask, 3D bbox" (full prompts). Depth MSE is given for
-masks_depth only; its scale is not stated (datagen reports `depth_mse_8bit` beside it).
+Source: "SIGMA-GEN" (../shared/seeds/sigma-gen-paper.txt): Table 1 "Quantitative comparison with
+baselines" (its held-out synthetic split), and Table 4 "Evaluation on DreamBooth dataset for
+single subject generation" (appendix A.10, `datagen eval dreambooth`). Modes map to the Control
+column: masks_depth = "Mask, Depth" (background prompts), boxes2d = "Bbox", boxes3d = "Mask, 3D
+bbox" (full prompts). Depth MSE is given for masks_depth only; its scale is not stated (datagen
+reports `depth_mse_8bit` beside it).
 """
 
 from __future__ import annotations
@@ -31,4 +34,16 @@ TABLE_1: dict[str, dict[str, dict[str, float | None]]] = {
         "boxes3d": _row(73.48, 75.27, 18.19, None, 72.45, 72.55),
     },
 }
-CITATION = "SIGMA-GEN, Table 1 (SIGMA-GEN rows)"
+# Table 4: DreamBooth, one subject per image (its Quality columns in Table 1's order).
+TABLE_4: dict[str, dict[str, dict[str, float | None]]] = {
+    "single": {
+        "masks_depth": _row(82.84, 84.06, 16.27, 58.4, 71.43, 70.32),
+        "boxes2d": _row(82.25, 83.19, 16.03, None, 71.50, 70.19),
+        "boxes3d": _row(82.30, 83.88, 16.17, None, 71.62, 70.21),
+    },
+}
+# paper_table -> (figures, how results.md cites them)
+TABLES = {
+    "table1": (TABLE_1, "SIGMA-GEN, Table 1 (SIGMA-GEN rows)"),
+    "table4": (TABLE_4, "SIGMA-GEN, Table 4: DreamBooth (SIGMA-GEN rows)"),
+}

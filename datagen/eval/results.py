@@ -115,6 +115,7 @@ def write_results(out: Path, cfg: EvalConfig, train: TrainConfig, rows: list[Row
     results = {
         "samples": len(keys),
         "data": data,
+        "paper_table": cfg.paper_table,
         "models": models_of(cfg, train),
         "settings": {"steps": cfg.generator.steps, "guidance": cfg.generator.guidance, "seed": cfg.seed,
                      "prompt_template": cfg.generator.prompt_template, "resolution": train.resolution},  # fmt: skip

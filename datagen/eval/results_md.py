@@ -1,4 +1,5 @@
-"""results.md: datagen's figures laid out like the paper's Table 1, the paper's own beside them.
+"""results.md: datagen's figures laid out like the paper's table (`paper_table`: Table 1, or Table 4
+for DreamBooth), the paper's own beside them.
 
 `results` is results.json's object: {"samples": N, "models": {...}, "rows": {row: {mode: {metric:
 value, "single": {metric: value}, "multi": {metric: value}}}}}. Depth MSE is shown on the 8-bit
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datagen.eval.paper import CITATION, LABELS, METRICS, MODES, SPLITS, TABLE_1
+from datagen.eval.paper import LABELS, METRICS, MODES, SPLITS, TABLES
 
 SPLIT_TITLES = {"single": "Single subject", "multi": "Multi subject"}
 
@@ -25,19 +26,22 @@ def _ours(figures: dict[str, Any], metric: str) -> Any:
 
 
 def render_results(results: dict[str, Any]) -> str:
+    table, citation = TABLES[results.get("paper_table", "table1")]
     lines = [
         "# Evaluation results",
         "",
-        f"{results.get('samples', '?')} samples. Each cell: ours / the paper's ({CITATION}).",
+        f"{results.get('samples', '?')} samples. Each cell: ours / the paper's ({citation}).",
         "Models: " + ", ".join(f"{k} `{v}`" for k, v in sorted(results.get("models", {}).items())) + ".",
     ]
     header = "| row | mode | " + " | ".join(LABELS[m] for m in METRICS) + " |"
     for split in SPLITS:
+        if split not in table and not any(modes[m].get(split) for modes in results.get("rows", {}).values() for m in modes):
+            continue  # neither the paper's table nor this data has the split (DreamBooth: one subject)
         lines += ["", f"## {SPLIT_TITLES[split]}", "", header, "|" + " --- |" * (len(METRICS) + 2)]
         for row, modes in results.get("rows", {}).items():
             for mode in sorted(modes, key=lambda m: (MODES + (m,)).index(m)):
                 figures = modes[mode].get(split) or {}
-                paper = TABLE_1[split].get(mode, {})  # full_depth, mixed: not in Table 1
+                paper = table.get(split, {}).get(mode, {})  # full_depth, mixed: not in the paper's tables
                 cells = [f"{_cell(_ours(figures, m))} / {_cell(paper.get(m))}" for m in METRICS]
                 lines.append(f"| {row} | {mode} | " + " | ".join(cells) + " |")
     if results.get("depth_mse_normalisation"):

@@ -24,6 +24,8 @@ from datagen.schema import SCHEMA_V1, SCHEMA_V2
 from datagen.views.status import StageStatus, collect_status, requested_subjects, subjects_histogram
 
 TEMPLATE = "sigma_set.md"
+PROMPTS_STAGE = "prompts"  # a run with it generates its samples; an ingest run reads them from a source
+MAX_SIZE_ROWS = 20  # the "Image sizes" table lists at most this many sizes, the commonest first
 TAGS = ["sigma-set", "synthetic", "multi-subject", "subject-driven-generation", "depth", "segmentation", "3d-bounding-boxes"]
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
 # Licences the user must read before sharing; a hint, not legal advice (the card says so).
@@ -81,11 +83,72 @@ def _licence_notes(cfg: RunConfig, tally: ExportTally) -> list[str]:
     return [f"`{m}`: {MODEL_LICENCES[m]}" for m in sorted(used) if m in MODEL_LICENCES]
 
 
-def _histogram(cfg: RunConfig, paths: RunPaths) -> list[dict[str, int | str]]:
-    """Subjects per sample: requested by the prompts stage vs kept in the final shards."""
-    kept, requested = subjects_histogram(cfg, paths), requested_subjects(cfg)
+def _histogram(cfg: RunConfig, paths: RunPaths) -> list[dict[str, int | str | None]]:
+    """Subjects per sample: requested by the prompts stage vs kept in the final shards. A run
+    without a prompts stage (an ingest run: each row's subjects come from its source) has no
+    "requested" to state: its rows carry None there, and the card leaves the column out."""
+    kept = subjects_histogram(cfg, paths)
+    if PROMPTS_STAGE not in cfg.stages.order:
+        return [{"subjects": k, "requested": None, "kept": n} for k, n in sorted(kept.items(), key=lambda kv: int(kv[0]))]
+    requested = requested_subjects(cfg)
     counts = sorted(set(requested) | set(kept), key=int)
     return [{"subjects": k, "requested": requested.get(k, 0), "kept": kept.get(k, 0)} for k in counts]
+
+
+def _size(w: int, h: int) -> str:
+    return f"{w}x{h}"
+
+
+def _span(values: set[int]) -> str:
+    return f"{min(values)}" if len(values) == 1 else f"{min(values)} to {max(values)}"
+
+
+def _sizes(cfg: RunConfig, tally: ExportTally) -> dict[str, Any]:
+    """The rows' image sizes, as counted while they were written: `summary` for the Samples line,
+    and when they differ, `rows` (the commonest MAX_SIZE_ROWS sizes with their sample counts) and
+    `more` (what those rows leave out). Never the config's run.width x run.height: an ingested
+    sample keeps its source image's size."""
+    sizes = tally.sizes
+    configured = _size(cfg.run.width, cfg.run.height)
+    ingested = tally.kinds.get("ingested", 0)
+    out: dict[str, Any] = {"varied": len(sizes) > 1, "rows": [], "more": None, "configured": configured, "ingested": ingested}
+    if not sizes:
+        out["summary"] = "no rows"
+        return out
+    if len(sizes) == 1:
+        out["summary"] = _size(*next(iter(sizes)))
+        return out
+    widths, heights = _span({w for w, _ in sizes}), _span({h for _, h in sizes})
+    out["summary"] = f"{len(sizes)} image sizes, {widths} px wide and {heights} px high; each row's `width` and `height` give its own"
+    ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+    out["rows"] = [{"size": _size(w, h), "samples": n} for (w, h), n in ranked[:MAX_SIZE_ROWS]]
+    rest = ranked[MAX_SIZE_ROWS:]
+    if rest:
+        out["more"] = {"sizes": len(rest), "samples": sum(n for _, n in rest)}
+    return out
+
+
+def _origin(tally: ExportTally) -> str:
+    """What one row is, by where the rows came from and how many subjects they hold."""
+    counts = sorted(tally.subjects)
+    if not counts:
+        subjects = "one or more subjects"
+    elif len(counts) == 1:
+        subjects = f"{counts[0]} subject{'s' if counts[0] != 1 else ''}"
+    else:
+        subjects = f"{counts[0]} to {counts[-1]} subjects"
+    generated, ingested = tally.kinds.get("generated", 0), tally.kinds.get("ingested", 0)
+    if ingested and generated:
+        return f"one image of {subjects}, generated ({generated} rows) or ingested from an existing dataset ({ingested} rows)"
+    if ingested:
+        return f"one image of {subjects} ingested from an existing dataset (`datagen ingest`; the datasets are listed under \"Licence\")"
+    return f"one generated image of {subjects}"
+
+
+def _tags(tally: ExportTally) -> list[str]:
+    """TAGS, less `synthetic` when every row was ingested from an existing dataset."""
+    ingested_only = tally.kinds.get("ingested", 0) and not tally.kinds.get("generated", 0)
+    return [t for t in TAGS if not (ingested_only and t == "synthetic")]
 
 
 def _provenance(tally: ExportTally) -> list[dict[str, Any]]:
@@ -109,14 +172,14 @@ def _quality(report: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"models": models, "images": report.get("images"), "subjects": report.get("subjects"), "rows": rows}
 
 
-def card_data(n: int, pretty_name: str, dataset_info: Any) -> Any:
+def card_data(n: int, pretty_name: str, dataset_info: Any, tags: list[str] = TAGS) -> Any:
     from datasets.info import DatasetInfosDict
     from huggingface_hub import DatasetCardData
 
     data = DatasetCardData(
         license="other",  # a placeholder the user replaces: the card's licence section says why
         task_categories=["text-to-image", "image-to-image"],
-        tags=TAGS,
+        tags=list(tags),
         size_categories=[size_category(n)],
         pretty_name=pretty_name,
         # save_to_disk's Arrow files, so `load_dataset(REPO)` reads the upload as it is.
@@ -142,7 +205,7 @@ def render_card(
     stats = [shard_stats(s) for s in shards]
     pretty_name = f"{cfg.run.name} ({', '.join(sorted(schemas)) or SCHEMA_V2})"
     card = DatasetCard.from_template(
-        card_data(tally.rows, pretty_name, info),
+        card_data(tally.rows, pretty_name, info, _tags(tally)),
         template_path=str(data_cards_dir() / TEMPLATE),
         pretty_name=pretty_name,
         repo_id=repo_id,
@@ -159,6 +222,9 @@ def render_card(
         config_sha256=cfg.config_sha256(),
         exporter_version=__version__,
         histogram=_histogram(cfg, paths),
+        generated_run=PROMPTS_STAGE in cfg.stages.order,
+        sizes=_sizes(cfg, tally),
+        origin=_origin(tally),
         stages=_stage_rows(cfg, statuses, tally),
         rejects=_reject_rows(statuses),
         licence_notes=_licence_notes(cfg, tally),

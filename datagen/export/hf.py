@@ -8,6 +8,9 @@ backend (stage-named sections) is kept losslessly as JSON text. The whole direct
 in a staged temporary and appears only once it loads back with the right row count and its
 first and last rows decode (`check_row`).
 
+Each row keeps its own sample's size (`width`, `height`; an ingested sample is as big as its
+source image), so rows may differ in size and nothing here reads the config's run.width/height.
+
 Rows have one layout whatever the run's version, sigma-set/2's: the target image, the instance
 map, the stacked identities and the 16-bit log depth PNG. A /2 sample's members are passed
 through byte for byte; a /1 sample's are encoded from its decoded arrays (its masks, which may
@@ -152,13 +155,15 @@ def sample_row(sample: FinalSample) -> dict[str, Any]:
     }
 
 
-def _rows(run_dir: str, size: tuple[int, int], tally: ExportTally, say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+def _rows(run_dir: str, tally: ExportTally, say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+    # Each sample keeps its own size: an ingested one is as big as its source image, whatever the
+    # run's width/height say (the decoder has checked its members against its json's width/height).
     for sample in iter_final_samples(Path(run_dir)):
-        (h, w), found = size, (sample.meta["height"], sample.meta["width"])
-        if found != size:
-            raise UserError(f"{sample.shard}: sample {sample.key} is {found[1]}x{found[0]}, the run's config says {w}x{h}")
         row = sample_row(sample)
         tally.rows += 1
+        tally.sizes[(row["width"], row["height"])] += 1
+        tally.subjects[len(row["subjects"])] += 1
+        tally.kinds[row["source"]["kind"]] += 1
         for stage, model in sample.meta["generation"].get("models", {}).items():
             tally.models.setdefault(stage, Counter())[model] += 1
         tally.provenance[tuple(sample.meta["provenance"][k] for k in ("run_id", "config_sha256", "datagen_version"))] += 1
@@ -182,7 +187,7 @@ def _quiet_progress(datasets: Any) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def build_dataset(run_dir: Path, dest: Path, size: tuple[int, int], say: Callable[[str], None]) -> ExportTally:
+def build_dataset(run_dir: Path, dest: Path, say: Callable[[str], None]) -> ExportTally:
     """Write every final sample of `run_dir` into `dest` with save_to_disk; returns the tally."""
     datasets = require("datasets", "export")
     tally = ExportTally()
@@ -193,7 +198,7 @@ def build_dataset(run_dir: Path, dest: Path, size: tuple[int, int], say: Callabl
                 _rows,
                 features=sample_features(),
                 cache_dir=str(cache),
-                gen_kwargs={"run_dir": str(run_dir), "size": size, "tally": tally, "say": say},
+                gen_kwargs={"run_dir": str(run_dir), "tally": tally, "say": say},
                 fingerprint="datagen-export-hf",  # a fresh cache dir each time: nothing stale to reuse
                 writer_batch_size=WRITER_BATCH,
             )
@@ -216,10 +221,13 @@ def _check_datasets_version() -> None:
 
 
 def check_row(row: dict[str, Any]) -> str | None:
-    """What is wrong with one row as loaded back (PIL images), or None: the instance map, the
-    depth and the stacked identities must decode as the card says."""
+    """What is wrong with one row as loaded back (PIL images), or None: the image, the instance
+    map and the depth must be the row's own width x height, and they and the stacked identities
+    must decode as the card says."""
     n, size = len(row["subjects"]), (row["width"], row["height"])
-    instances, depth, identities = row["instances"], row["depth"], row["identities"]
+    image, instances, depth, identities = row["image"], row["instances"], row["depth"], row["identities"]
+    if image.size != size:
+        return f"image is {image.size}, expected {size}"
     if instances.mode != "L" or instances.size != size:
         return f"instances is mode {instances.mode} {instances.size}, expected L {size}"
     try:
@@ -314,7 +322,7 @@ def export_hf(
     _check_datasets_version()
     say(f"export: {expected} samples from {len(shards)} final shards of {run_dir}")
     with staged_dir(out, overwrite, protect=run_dir) as tmp:
-        tally = build_dataset(run_dir, tmp, (cfg.run.height, cfg.run.width), say)
+        tally = build_dataset(run_dir, tmp, say)
         if tally.rows != expected:
             raise UserError(f"export: read {tally.rows} samples but the final shards' stats say {expected} (a shard changed?)")
         write_card(tmp, run_dir, cfg, tally, shards, repo_id=push_to_hub, quality=report)

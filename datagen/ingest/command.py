@@ -14,7 +14,7 @@ from typing import Any
 
 from datagen.errors import UserError
 
-KINDS = ("anyinsertion", "musar", "folder", "hf")
+KINDS = ("anyinsertion", "musar", "folder", "hf", "dreambooth")
 CACHE = Path("cache") / "datasets"  # under the run: the Arrow copy `datasets` makes of the source
 
 

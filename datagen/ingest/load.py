@@ -28,7 +28,7 @@ def load_table(kind: str, where: str, split: str, revision: str | None, cache_di
     local = path.exists()
     if local and revision is not None:
         raise UserError(f"{where}: `revision` applies to hub ids only, and this is a local path")
-    if kind == "folder":
+    if kind in ("folder", "dreambooth"):
         if not path.is_dir():
             raise UserError(f"{where}: no such folder")
         return _guarded(where, lambda: ds.load_dataset("imagefolder", data_dir=str(path), split=split, cache_dir=cache_dir))

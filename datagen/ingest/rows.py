@@ -29,7 +29,7 @@ MASK_THRESHOLD = 127  # L value above which a mask pixel is subject (white = sub
 class SourceInfo:
     """Where the rows come from: travels into every sample's `source` and the dataset card."""
 
-    kind: str  # anyinsertion | musar | folder | hf
+    kind: str  # anyinsertion | musar | folder | hf | dreambooth
     dataset: str  # the hub id or the local path as given
     licence: str | None
     citation: str | None
@@ -41,6 +41,9 @@ class SourceSubject:
     caption: str | None
     mask: np.ndarray | None  # (H, W) bool at the target's size, or None (segmentation finds it)
     reference: np.ndarray | None  # (h, w, 3) uint8 identity, already cut out, or None (repose makes one)
+    # True: `reference` is a whole photograph; segment cuts the subject out of it (DreamBooth's
+    # protocol: Grounded-SAM masks on the reference images too).
+    segment_reference: bool = False
 
 
 @dataclass

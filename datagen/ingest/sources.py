@@ -9,6 +9,8 @@ fixed order) becomes sample i. Layouts: docs/ingest_sources.md.
   `file_name`, `prompt` and `subjects` [{name, caption, mask, reference, reference_mask}], the
   paths relative to the folder. Rows in file-name order.
 - hf: any table, with `columns` naming which column is what.
+- dreambooth: a folder per subject; its first image is the reference, each other one a row
+  (datagen.ingest.dreambooth, the paper's Table 4 protocol).
 
 `open_source` refuses a source that is not what its kind says (in one line); `row(i)` refuses
 one row with BadRow.
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from datagen.config.ingest import HFColumns, SourceConfig
 from datagen.errors import UserError
+from datagen.ingest.dreambooth import DREAMBOOTH_CITATION, DreamBoothSource
 from datagen.ingest.load import cast_images, load_table, require_columns
 from datagen.ingest.rows import BadRow, SourceInfo, SourceRow, SourceSubject, identity, inside, mask, required, rgb
 
@@ -43,6 +46,9 @@ DEFAULTS: dict[str, tuple[str | None, str | None]] = {
     "musar": ("apache-2.0", MUSAR_CITATION),
     "folder": (None, None),
     "hf": (None, None),
+    # Per-image terms in the dataset's references_and_licenses.txt (the Unsplash License, or
+    # the authors' own photographs): no single licence to state.
+    "dreambooth": (None, DREAMBOOTH_CITATION),
 }
 FOLDER_SUBJECT_KEYS = ("name", "caption", "mask", "reference", "reference_mask")
 
@@ -155,7 +161,7 @@ def _text(r: dict[str, Any], column: str | None) -> str | None:
     return None if value is None else str(value)
 
 
-def open_source(cfg: SourceConfig, cache_dir: str | os.PathLike | None = None) -> Source:
+def open_source(cfg: SourceConfig, cache_dir: str | os.PathLike | None = None) -> Source | DreamBoothSource:
     """The source `cfg` names, checked against its kind (UserError in one line otherwise).
     `cache_dir`: where `datasets` keeps its Arrow cache (its default cache when None)."""
     licence, citation = DEFAULTS[cfg.kind]
@@ -179,8 +185,11 @@ def open_source(cfg: SourceConfig, cache_dir: str | os.PathLike | None = None) -
         used = list(dict.fromkeys(images + texts))
         require_columns(where, table, used, "the table `columns` describes")
         return HFSource(cast_images(where, table.select_columns(used), images), info, c)
+    root = Path(cfg.path).expanduser().resolve()
+    if cfg.kind == "dreambooth":
+        return DreamBoothSource(cast_images(where, table, ["image"]), info, root)
     _check_folder(where, table)
-    return FolderSource(cast_images(where, table, ["image"]), info, Path(cfg.path).expanduser().resolve())
+    return FolderSource(cast_images(where, table, ["image"]), info, root)
 
 
 def _check_folder(where: str, table: datasets.Dataset) -> None:

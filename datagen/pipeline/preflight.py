@@ -39,7 +39,8 @@ def stage_model_problem(name: str, cfg: RunConfig) -> str | None:
 
         return gsam_problem(c, cfg.models_dir)
     # Perception models load through transformers too, but come with the [perception] extra.
-    kind = "perception" if backend == "transformers" and name != "prompts" else backend
+    # caption's `auto` may load its VLM (through transformers) too.
+    kind = "perception" if backend in ("transformers", "auto") and name != "prompts" else backend
     for model in c.model_ids():
         problem = model_problem(name, kind, model, c.revision, cfg.models_dir)
         if problem:

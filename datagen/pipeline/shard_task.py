@@ -129,6 +129,8 @@ class ShardTask:
             )
         model, settings = self.stage.model_name(), self.stage.generation_settings()
         for s in kept:
+            if self.stage.passes_over(s):  # the stage left it as it was: its models made nothing of it
+                continue
             generation = s.meta.setdefault("generation", {})
             generation.setdefault("models", {})[name] = model
             if settings:

@@ -6,12 +6,18 @@ sample do not depend on what came before it, so a run is reproducible and a resu
 met the key before: a resampled stream repeats samples, and a repeat should not get the same
 augmentation; `reader` (rank and DataLoader worker) keeps two readers of one key apart.
 
-Resize rule: every target and control is resized to `resolution` x `resolution` (square,
-a multiple of 16 by TrainConfig's check); each identity image to `identity_size` squared.
-The procedural and SIGMA-SET27K data are square, so the square rule distorts nothing there;
-a non-square dataset is stretched (aspect buckets are not worth it yet). The control image is
-built at the sample's own size, then resized with nearest neighbour so routing intensities stay
-exactly 10 * i. Mask dilation is in the sample's own pixels.
+Resize rule: every target and control becomes `resolution` x `resolution` (square, a multiple
+of 16 by TrainConfig's check); each identity image `identity_size` squared. A square sample is
+resized whole. A non-square one (ingested photographs keep their own size: AnyInsertion's run
+from 368 px to 3.8k px, any aspect) is never stretched: that would squash its subjects against
+their undistorted identity images. The trainer keeps the square of side min(W, H) centred on the
+subjects' union (their masks' bounding box), slid inside the image (`crop_window`), and resizes
+that. The control image is built at the sample's own size from its masks, depth, boxes and
+camera, then cut by the same window as the target and resized with nearest neighbour (routing
+intensities stay exactly 10 * i), so image, masks, depth and routing stay pixel-aligned. Mask
+dilation is in the sample's own pixels. `datagen eval` judges a non-square sample through the
+same window (`window_view`); `datagen sample` stretches a layout to the square instead: it may
+not drop part of what it is asked to draw.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from datagen.recipe.conditioning import MODES, Layout, control_image, drop_channel, identity_stack
+from datagen.recipe.geometry import mask_box_2d
 
 TEMPLATES = (
     "Place these subjects in {background}",
@@ -78,6 +85,66 @@ def _resize(img: np.ndarray, width: int, height: int, resample: int) -> np.ndarr
     return np.asarray(Image.fromarray(img).resize((width, height), resample=resample))
 
 
+def subjects_box(decoded: dict) -> list[float] | None:
+    """[x0, y0, x1, y1] around every subject: the union of the masks' boxes, else of the json's
+    box_2d (x1, y1 exclusive); None when neither names a pixel."""
+    masks = decoded.get("masks")
+    boxes = [b for b in (mask_box_2d(m) for m in masks) if b is not None] if masks is not None else []
+    if not boxes:
+        boxes = [s["box_2d"] for s in decoded["json"]["subjects"] if s.get("box_2d") is not None]
+    if not boxes:
+        return None
+    b = np.asarray(boxes, dtype=np.float64)
+    return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+
+
+def crop_window(width: int, height: int, box: list[float] | None = None) -> tuple[int, int, int]:
+    """(x0, y0, side): the square of side min(width, height) that the trainer keeps of a sample,
+    centred on `box` (the subjects' union) along the long axis and slid back inside the image;
+    centred on the image without a box. A square sample keeps everything: (0, 0, width). A union
+    no longer than the short side is kept whole."""
+    side = min(int(width), int(height))
+    long, along = (int(width), 0) if width > height else (int(height), 1)
+    if long == side:
+        return 0, 0, side
+    centre = long / 2.0 if box is None else (float(box[along]) + float(box[along + 2])) / 2.0
+    start = int(min(max(np.floor(centre - side / 2.0 + 0.5), 0), long - side))
+    return (start, 0, side) if along == 0 else (0, start, side)
+
+
+def window_view(decoded: dict) -> dict:
+    """The decoded sample as the trainer sees it: cut to its `crop_window` (image, masks, depth),
+    each box_2d the tight box of its cut mask (else moved and clipped), the camera's principal
+    point moved, width and height the window's. `datagen eval` judges non-square samples (DreamBooth
+    photographs) through it, so conditions and scores match training. A square sample is as it is."""
+    meta = decoded["json"]
+    width, height = int(meta["width"]), int(meta["height"])
+    if width == height:
+        return decoded
+    x0, y0, side = crop_window(width, height, subjects_box(decoded))
+    cut = (..., slice(y0, y0 + side), slice(x0, x0 + side))
+    masks = decoded["masks"][cut]
+    subjects = []
+    for subj, mask in zip(meta["subjects"], masks, strict=True):
+        box = mask_box_2d(mask)
+        if box is None and subj.get("box_2d") is not None:
+            b = subj["box_2d"]
+            box = [min(max(v - o, 0), side) for v, o in zip(b, (x0, y0, x0, y0), strict=True)]
+        subjects.append({**subj, "box_2d": box})
+    camera = meta.get("camera")
+    if camera:
+        camera = {**camera, "cx": camera["cx"] - x0, "cy": camera["cy"] - y0}
+    json_ = {**meta, "width": side, "height": side, "subjects": subjects, "camera": camera}
+    return {**decoded, "json": json_, "image": decoded["image"][y0 : y0 + side, x0 : x0 + side],
+            "masks": masks, "depth": decoded["depth"][cut]}  # fmt: skip
+
+
+def fit_square(img: np.ndarray, window: tuple[int, int, int], size: int, resample: int) -> np.ndarray:
+    """The window's square of `img` (H x W [x C]) at size x size."""
+    x0, y0, side = window
+    return _resize(np.ascontiguousarray(img[y0 : y0 + side, x0 : x0 + side]), size, size, resample)
+
+
 def to_unit(img: np.ndarray) -> np.ndarray:
     """uint8 H x W x 3 -> float32 3 x H x W in [-1, 1], as the VAE takes it."""
     return (img.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1).copy()
@@ -87,21 +154,26 @@ def build_example(decoded: dict, draw: AugmentDraw, resolution: int, identity_si
     """A training example from a decoded sample (see data.decode_sample) and its draws.
 
     Returns numpy arrays: target and control (3, R, R), identities (3, N * s, s), all float32 in
-    [-1, 1]; prompt, n_subjects, key and the draws.
+    [-1, 1]; prompt, n_subjects, key, the draws and `window`, the (x0, y0, side) square of the
+    sample's own pixels that target and control show (crop_window; the module doc).
+    Any subject count >= 1, any identity.source (repose or reference: identity images alike).
     """
     meta = decoded["json"]
+    height, width = decoded["image"].shape[:2]
     aspect = None if draw.aspect == 1.0 else draw.aspect
     control = control_image(Layout.from_sample(decoded), draw.mode, draw.dilate_px, aspect)
     if draw.drop_channel is not None:
         control = drop_channel(control, draw.drop_channel)
     r, s = int(resolution), int(identity_size)
+    window = crop_window(width, height, subjects_box(decoded))
     ids = [_resize(x, s, s, Image.BICUBIC) for x in decoded["identities"]]
     return {
         "key": decoded["key"],
-        "target": to_unit(_resize(decoded["image"], r, r, Image.BICUBIC)),
-        "control": to_unit(_resize(control, r, r, Image.NEAREST)),
+        "target": to_unit(fit_square(decoded["image"], window, r, Image.BICUBIC)),
+        "control": to_unit(fit_square(control, window, r, Image.NEAREST)),
         "identities": to_unit(identity_stack(ids)),
         "prompt": prompt_text(meta, draw.template),
         "n_subjects": len(meta["subjects"]),
         "augment": draw,
+        "window": window,
     }

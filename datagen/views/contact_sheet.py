@@ -190,7 +190,7 @@ def render_sheet(samples: list[FinalSample], total: int) -> Image.Image:
     draw = ImageDraw.Draw(sheet)
     title = f"run {run_id(samples[0])}  ·  first {len(samples)} of {total} samples in key order"
     draw_text(draw, (MARGIN, MARGIN), fit_text(title, 20, lay.width - 2 * MARGIN), 20, TEXT)
-    heads = ["masks + subject names", "3D boxes, projected", "depth (inverse, turbo)", "identities: crop | re-posed"]
+    heads = ["masks + subject names", "3D boxes, projected", "depth (inverse, turbo)", "identities: crop | identity"]
     for col, head in enumerate(heads):
         draw_text(draw, (lay.column_x(col), MARGIN + lay.title_h), head, 13, DIM)
     for row, sample in enumerate(samples):
@@ -252,7 +252,7 @@ def render_page(sample: FinalSample) -> Image.Image:
         else:
             draw_text(draw, (x, y - lay.caption_h + 4), head, 14, DIM)
         paste(page, pixels, (x, y), view)
-    draw_text(draw, (MARGIN, lay.cards_y + 4), "subjects: crop | re-posed identity | caption, score", 14, DIM)
+    draw_text(draw, (MARGIN, lay.cards_y + 4), "subjects: crop | identity (re-posed or reference) | caption, score", 14, DIM)
     for i in range(len(sample.subjects)):
         draw_card(page, sample, i, tuple(int(c) for c in colours[i]), lay)
     return page

@@ -76,7 +76,8 @@ def report_summary(report: dict[str, Any]) -> str:
     for r in report["funnel"]:
         dropped.update(r["rejected_subjects"])
     dropped_text = _reasons(dict(dropped.most_common())) if dropped else "none"
-    lines.append(f"  subjects: {subj['subjects_kept']} kept of {asked_subjects} requested; dropped {dropped_text}")
+    of = f" of {asked_subjects} requested" if subj["requested"] else ""  # an ingest run asks for none
+    lines.append(f"  subjects: {subj['subjects_kept']} kept{of}; dropped {dropped_text}")
     t = report["time"]
     if t["worker_s"]:
         slow = max(t["stages"], key=lambda s: s["wall_s"])

@@ -91,9 +91,12 @@ def subjects_histogram(cfg: RunConfig, paths: RunPaths) -> dict[str, int]:
 
 
 def requested_subjects(cfg: RunConfig) -> dict[str, int]:
-    """The subject count asked of the prompts stage, for every sample of the run."""
+    """The subject count asked of the prompts stage, for every sample of the run; {} for an
+    ingest run (no prompts stage: its rows come with their subjects)."""
     from datagen.recipe.diversity import requested_histogram
 
+    if "prompts" not in cfg.stages.order:
+        return {}
     return requested_histogram(cfg.stages.prompts, [cfg.sample_seed(i) for i in range(cfg.run.num_samples)])
 
 
@@ -119,9 +122,13 @@ def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> s
     hist = subjects_histogram(cfg, paths)
     if hist:
         requested = requested_subjects(cfg)
-        lines.append("subjects per sample   requested -> kept")
-        for n in sorted(set(requested) | set(hist), key=int):
-            lines.append(f"  {n:>2} subjects          {requested.get(n, 0):>7} -> {hist.get(n, 0):>5}")
+        if requested:
+            lines.append("subjects per sample   requested -> kept")
+            for n in sorted(set(requested) | set(hist), key=int):
+                lines.append(f"  {n:>2} subjects          {requested.get(n, 0):>7} -> {hist.get(n, 0):>5}")
+        else:  # an ingest run: nothing was asked for
+            lines.append("subjects per sample   kept")
+            lines += [f"  {n:>2} subjects          {hist[n]:>5}" for n in sorted(hist, key=int)]
     for r in rows:
         for f in r.failures:
             lines.append(f"FAILED {r.stage} {f}")

@@ -54,6 +54,7 @@ def test_ingest_anyinsertion_keeps_masks_and_references(tmp_path, tiny_models, a
         _, want = picture(row, SIZE, SIZE)
         assert np.array_equal(s.masks[0], want)  # the source's mask, not a detector's
         assert s.meta["prompt"]["full"] == f"cube{row}"
+        assert "caption" not in s.meta["generation"]["models"]  # auto: the source named it, no VLM ran
     assert run_cli("validate", str(run)).returncode == 0
     assert validate_data(run)  # the trainer takes it
     stats = [json.loads(p.read_text()) for p in sorted((run / "final").glob("*.stats.json"))]
@@ -62,6 +63,9 @@ def test_ingest_anyinsertion_keeps_masks_and_references(tmp_path, tiny_models, a
 
     again = run_cli(*args, "--executor", "local")
     assert again.returncode == 0 and "nothing to do" in again.stderr
+    status = run_cli("status", str(run))
+    assert status.returncode == 0 and "subjects per sample   kept" in status.stdout  # nothing was "requested"
+    assert f"   1 subjects          {len(samples):>5}" in status.stdout and "requested" not in status.stdout
 
     exported = run_cli("export", "hf", str(run), "--out", str(tmp_path / "hf"), timeout=600)
     assert exported.returncode == 0, exported.stderr[-2000:]
@@ -90,7 +94,7 @@ def test_ingest_musar_captions_with_the_vlm_and_segments(tmp_path, tiny_models):
     datasets.Dataset.from_dict(cols, features=features).save_to_disk(str(root))
     run = tmp_path / "run"
     done = run_cli("ingest", "musar", str(root), "--config", "ingest_tiny", "--set", f"models_dir={tiny_models}",
-                   "--set", "stages.caption.backend=transformers", "--set", "stages.caption.validation_retries=4",
+                   "--set", "stages.caption.validation_retries=4",  # ingest_tiny's caption: auto
                    "--out", str(run), "--executor", "local", timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     stats = [json.loads(p.read_text()) for p in sorted((run / "final").glob("*.stats.json"))]
@@ -100,6 +104,7 @@ def test_ingest_musar_captions_with_the_vlm_and_segments(tmp_path, tiny_models):
         assert s.meta["source"]["licence"] == "apache-2.0" and len(s.subjects) <= 2
         assert all(x["identity"]["source"] == "reference" for x in s.subjects)
         assert all(x["name"].strip() for x in s.subjects)  # named by the VLM
+        assert s.meta["generation"]["models"]["caption"].startswith("auto:")  # auto: no names, so the VLM
 
 
 def test_ingest_a_folder_without_masks_or_references_runs_segment_and_repose(tmp_path, tiny_models):
@@ -121,3 +126,41 @@ def test_ingest_a_folder_without_masks_or_references_runs_segment_and_repose(tmp
     for s in samples:
         assert s.subjects[0]["identity"]["source"] == "repose" and s.meta["prompt"]["full"].startswith("a cube on a table")
         assert s.meta["source"]["kind"] == "ingested" and s.meta["source"]["id"].endswith(".png")
+
+
+def test_a_folder_row_with_one_reference_keeps_it_and_reposes_the_other(tmp_path, tiny_models):
+    """Per subject: the one with a reference keeps it, repose makes (and idcheck checks) the other's."""
+    from PIL import Image
+
+    from datagen.ingest.rows import cut_out
+    from datagen.stages.source import square
+
+    root = tmp_path / "pics"
+    root.mkdir()
+    left, right = np.zeros((SIZE, SIZE), bool), np.zeros((SIZE, SIZE), bool)
+    left[8:40, 4:28], right[20:56, 36:60] = True, True
+    ref, ref_m = picture(77, 40, 32)
+    Image.fromarray(ref).save(root / "ref.png")
+    Image.fromarray(ref_m.astype(np.uint8) * 255).save(root / "ref_mask.png")
+    Image.fromarray(left.astype(np.uint8) * 255).save(root / "left.png")
+    Image.fromarray(right.astype(np.uint8) * 255).save(root / "right.png")
+    with open(root / "metadata.jsonl", "w") as f:
+        for k in range(2):
+            image = np.where(left[..., None], [200, 40, 40], np.where(right[..., None], [40, 200, 40], [20 * k, 60, 90]))
+            Image.fromarray(image.astype(np.uint8)).save(root / f"{k}.png")
+            subjects = [{"name": "red box", "mask": "left.png", "reference": "ref.png", "reference_mask": "ref_mask.png"},
+                        {"name": "green box", "mask": "right.png"}]  # fmt: skip
+            f.write(json.dumps({"file_name": f"{k}.png", "prompt": "two boxes", "subjects": subjects}) + "\n")
+    run = tmp_path / "run"
+    done = run_cli("ingest", "folder", str(root), "--config", "ingest_tiny", "--set", f"models_dir={tiny_models}",
+                   "--set", "stages.idcheck.min_similarity=-1", "--out", str(run), "--executor", "local", timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = list(iter_final_samples(run))
+    assert len(samples) == 2, done.stderr[-2000:]
+    for s in samples:
+        red, green = s.subjects
+        assert (red["name"], red["identity"]["source"], green["identity"]["source"]) == ("red box", "reference", "repose")
+        assert np.array_equal(s.identities[0], square(cut_out(ref, ref_m), 32))  # the reference, untouched
+        assert "idcheck" not in red and "similarity" in green["idcheck"]
+        assert not (s.identities[1] == 0).all()  # Kontext's edit, not the stand-in
+        assert "repose" in s.meta["generation"]["models"]

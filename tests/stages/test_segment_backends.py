@@ -84,6 +84,14 @@ def test_caption_columns_are_the_captions_own_tokens():
     assert tok.convert_ids_to_tokens([ids[0], ids[cols[-1] + 1], ids[cols[-1] + 2]]) == ["[CLS]", ".", "[SEP]"]
 
 
+def test_the_tiny_bert_vocabulary_has_every_id_below_its_size():
+    """The tiny Grounding DINO's embedding table is len(tok) rows: an id at len(tok) (the last
+    piece, once "a" sat in the vocabulary twice) crashed captions like "thing19"."""
+    tok = bert_tokenizer()
+    ids = tok("thing19 number 9 a cube")["input_ids"]
+    assert max(ids) < len(tok) and sorted(tok.get_vocab().values()) == list(range(len(tok)))
+
+
 def test_normalised_centre_boxes_become_clipped_pixel_corners():
     boxes = cxcywh_to_pixels(np.array([[0.5, 0.5, 0.5, 0.25], [0.95, 0.1, 0.2, 0.4]]), width=200, height=100)
     np.testing.assert_allclose(boxes, [[50, 37.5, 150, 62.5], [170, 0, 200, 30]])

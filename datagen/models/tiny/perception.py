@@ -29,7 +29,8 @@ def bert_tokenizer():
 
     letters = "abcdefghijklmnopqrstuvwxyz0123456789"
     pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", ";", "?", "'", "-"]
-    pieces += sorted(set(_WORDS)) + list(letters) + ["##" + c for c in letters]
+    # Each piece once ("a" is a word and a letter): ids stay dense, 0 .. len - 1, within vocab_size.
+    pieces = list(dict.fromkeys(pieces + sorted(set(_WORDS)) + list(letters) + ["##" + c for c in letters]))
     wp = Tokenizer(models.WordPiece({p: i for i, p in enumerate(pieces)}, unk_token="[UNK]"))
     wp.normalizer = normalizers.BertNormalizer(lowercase=True)
     wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
