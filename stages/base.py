@@ -64,6 +64,16 @@ class Stage:
         backend = getattr(cfg, "backend", "")
         return f"{backend}:{model}" if model and backend not in NO_MODEL_BACKENDS else backend
 
+    @classmethod
+    def reads_stages(cls, cfg: RunConfig) -> tuple[str, ...]:
+        """Other stages whose settings change this one's output (beyond its input), for its
+        fingerprint: repose repairing with idcheck's check reads idcheck's."""
+        return ()
+
+    def shard_figures(self, samples: list[Sample]) -> dict[str, Any]:
+        """Extra figures for this stage's shard marker, from the samples it processed (kept or not)."""
+        return {}
+
     def passes_over(self, sample: Sample) -> bool:
         """Whether this stage leaves `sample` as it is (an ingested row already has what it makes),
         so `generation` records none of its models for it."""

@@ -1,8 +1,11 @@
-"""boxes: an oriented 3D box per subject, fitted with Open3D on its depth points.
+"""boxes: a 3D box per subject, fitted on its depth points.
 
 The same algorithm for every backend (datagen.recipe.box_fit): unproject the mask's pixels with the
-depth and intrinsics, drop mask-edge pixels and outliers, fit. A degenerate subject (too few
-points, flat, no valid depth) or one that breaks the format's projection rule is dropped with
+depth and intrinsics, drop mask-edge pixels and outliers, fit. The default fit (`fit.method:
+gravity`) finds the image's ground plane once and fits upright, amodal boxes standing on it
+(datagen.recipe.gravity_box); each subject records the fit used under `boxes` (`method`,
+`support`, `fallback`) and the sample counts them under meta `boxes`. A degenerate subject (too
+few points, flat, no valid depth) or one that breaks the format's projection rule is dropped with
 its reason (or marked, with `filters.apply: last`); it never fails the sample.
 """
 
@@ -23,10 +26,12 @@ if TYPE_CHECKING:
 class Open3DBoxes(Backend):
     """datagen.recipe.box_fit's fit, with the stage's `fit` settings."""
 
-    def fit(self, depth: np.ndarray, mask: np.ndarray, camera: dict) -> BoxFit:
-        from datagen.recipe.box_fit import fit_subject_box  # Open3D: loaded by the first fit, not with the stage
+    def fit(self, depth: np.ndarray, masks: np.ndarray, camera: dict) -> tuple[list[BoxFit], bool]:
+        """Every subject's fit, and whether a ground plane was found."""
+        from datagen.recipe.box_fit import fit_image_boxes  # Open3D: loaded by the first fit, not with the stage
 
-        return fit_subject_box(depth, mask, camera, self.cfg.fit)
+        fits, ground = fit_image_boxes(depth, masks, camera, self.cfg.fit)
+        return fits, ground is not None
 
 
 class BoxesStage(BackendStage):
@@ -44,9 +49,15 @@ class BoxesStage(BackendStage):
         masks = s.array("masks", self.name)
         width, height = s.meta["width"], s.meta["height"]
         reasons: dict[int, str] = {}
-        for i, subj in enumerate(s.subjects):
-            fit = self.backend.fit(depth, masks[i], s.meta["camera"])
-            subj["boxes"] = {"num_points": fit.num_points}
+        fits, ground = self.backend.fit(depth, masks[: len(s.subjects)], s.meta["camera"])
+        counts = {"ground_found": ground, "method": {}, "fallback": {}}
+        for i, (subj, fit) in enumerate(zip(s.subjects, fits, strict=True)):
+            subj["boxes"] = {"num_points": fit.num_points, "method": fit.method, "support": fit.support,
+                             "fallback": fit.fallback}
+            if fit.method:
+                counts["method"][fit.method] = counts["method"].get(fit.method, 0) + 1
+            if fit.fallback:
+                counts["fallback"][fit.fallback] = counts["fallback"].get(fit.fallback, 0) + 1
             if fit.box is None:
                 reasons[i] = f"box3d_{fit.reason}"
                 continue
@@ -56,5 +67,6 @@ class BoxesStage(BackendStage):
             why = box3d_reason(subj, s.meta["camera"], width, height, self.run_cfg.filters)
             if why:
                 reasons[i] = why
+        s.meta["boxes"] = counts
         self.drop_subjects(s, reasons)
         return self.check_subject_count(s)

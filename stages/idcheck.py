@@ -9,29 +9,55 @@ and is cheap, so a sample it rejects costs nothing more downstream.
 Backends: `histogram` (model-free colour histograms: catches lost subjects only) and
 `transformers` (DINOv2 CLS cosine, what the DINO-I metric compares). The score is kept in
 each subject's json under `idcheck`.
+
+With `stages.repose.retries` > 0, repose borrows this stage's backend (`score`, `identity_reason`)
+to edit a failing subject again before it gets here (see stages/repose.py); this stage stays the
+one verdict. Its marker counts, per checked subject, `identity_repair`: passed on the first edit
+(`first_try`), on a later one (`repaired`, `repose.attempts` > 1), or not at all (`dropped`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+import numpy as np
+
+from datagen.config import IdcheckConfig
 from datagen.recipe.colour_similarity import histogram_similarity
 from datagen.recipe.identity_input import identity_input
 from datagen.stages.base import Backend, BackendAttribute, BackendStage
 from datagen.stages.source import given, has_reference
 from datagen.store.inflight import Rejected, Sample
 
+# One identity to score: (sample, subject position, identity image). The image is passed apart
+# from the sample so that repose can score a candidate before it keeps it.
+Pair = tuple[Sample, int, np.ndarray]
+# Per-sample tally of the outcomes above, summed into the shard marker (shard_figures).
+REPAIR_KEY = "identity_repair"
+OUTCOMES = ("first_try", "repaired", "dropped")
+
+
+def identity_reason(similarity: float, cfg: IdcheckConfig) -> str | None:
+    """Why an identity image fails the check; None when it passes."""
+    if similarity < cfg.min_similarity:
+        return "identity_lost"
+    if similarity > cfg.max_similarity:
+        return "identity_copy"
+    return None
+
+
+def attempts(subject: dict) -> int:
+    """How many edits repose made of this subject (1 when it made one, or before retries existed)."""
+    return int(subject.get("repose", {}).get("attempts", 1))
+
 
 class HistogramIdcheck(Backend):
     """Colour histograms of the subject and its identity image: no model."""
 
-    def similarities(self, samples: list[Sample]) -> list[list[float]]:
+    def score(self, pairs: list[Pair]) -> list[float]:
         name = self.stage.name
-        return [
-            [histogram_similarity(s.array("image", name), mask, ident)
-             for mask, ident in zip(s.array("masks", name), s.array("identity", name), strict=True)]
-            for s in samples
-        ]  # fmt: skip
+        return [histogram_similarity(s.array("image", name), s.array("masks", name)[i], ident) for s, i, ident in pairs]
 
 
 class DinoIdcheck(Backend):
@@ -49,24 +75,20 @@ class DinoIdcheck(Backend):
         return {"backend": c.backend, "model": c.model, "revision": c.revision, "dtype": c.dtype,
                 "min_similarity": c.min_similarity, "max_similarity": c.max_similarity}  # fmt: skip
 
-    def similarities(self, samples: list[Sample]) -> list[list[float]]:
+    def score(self, pairs: list[Pair]) -> list[float]:
         from datagen.models.dinov2 import cosine_pairs
 
+        if not pairs:
+            return []
         # The crop as repose saw it (subject on grey, padded square), so framing does not count.
         name, repose = self.stage.name, self.stage.run_cfg.stages.repose
-        crops, identities = [], []
-        for s in samples:
-            image = s.array("image", name)
-            for subj, mask, ident in zip(s.subjects, s.array("masks", name), s.array("identity", name), strict=True):
-                size, fill, grey = ident.shape[0], repose.subject_fill, repose.background_grey
-                crops.append(identity_input(image, mask, subj["box_2d"], size, fill, grey))
-                identities.append(ident)
-        sims = cosine_pairs(self.embedder.embed(crops), self.embedder.embed(identities)).tolist()
-        out, pos = [], 0
-        for s in samples:
-            out.append(sims[pos : pos + len(s.subjects)])
-            pos += len(s.subjects)
-        return out
+        crops = [
+            identity_input(s.array("image", name), s.array("masks", name)[i], s.subjects[i]["box_2d"],
+                           ident.shape[0], repose.subject_fill, repose.background_grey)
+            for s, i, ident in pairs
+        ]  # fmt: skip
+        identities = [ident for _, _, ident in pairs]
+        return cosine_pairs(self.embedder.embed(crops), self.embedder.embed(identities)).tolist()
 
 
 class IdcheckStage(BackendStage):
@@ -83,27 +105,39 @@ class IdcheckStage(BackendStage):
         return given(sample, "identity")
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
-        # Per sample, the similarity of each subject's identity image with the subject. A source's
-        # reference identity is another photograph of the subject, not an edit: nothing to check.
+        # A source's reference identity is another photograph of the subject, not an edit:
+        # nothing to check.
         checked = [s for s in samples if not given(s, "identity")]
         if checked:
             self.load_if_pending()
-        scores = dict(zip([s.key for s in checked], self.backend.similarities(checked), strict=True)) if checked else {}
+        pairs = [(s, i, s.array("identity", self.name)[i]) for s in checked
+                 for i, subj in enumerate(s.subjects) if not has_reference(subj)]  # fmt: skip
+        sims = {(s.key, i): sim for (s, i, _), sim in zip(pairs, self.backend.score(pairs), strict=True)}
+        done = {s.key for s in checked}
         out: list[Sample | Rejected] = []
         for s in samples:
-            if s.key not in scores:
+            if s.key not in done:
                 out.append(s)
                 continue
-            sims = scores[s.key]
             reasons: dict[int, str] = {}
-            for i, (subj, sim) in enumerate(zip(s.subjects, sims, strict=True)):
-                if has_reference(subj):  # another photograph of the subject: nothing to check
+            tally: Counter = Counter()
+            for i, subj in enumerate(s.subjects):
+                if (s.key, i) not in sims:  # a reference identity
                     continue
+                sim = sims[s.key, i]
                 subj["idcheck"] = {"similarity": round(float(sim), 6)}
-                if sim < self.cfg.min_similarity:
-                    reasons[i] = "identity_lost"
-                elif sim > self.cfg.max_similarity:
-                    reasons[i] = "identity_copy"
+                reason = identity_reason(sim, self.cfg)
+                if reason:
+                    reasons[i] = reason
+                tally["dropped" if reason else "first_try" if attempts(subj) == 1 else "repaired"] += 1
+            s.meta[REPAIR_KEY] = {k: tally[k] for k in OUTCOMES}
             self.drop_subjects(s, reasons)
             out.append(self.check_subject_count(s))
         return out
+
+    def shard_figures(self, samples: list[Sample]) -> dict[str, Any]:
+        # Every sample this stage checked, kept or rejected: a rejected one's subjects were checked too.
+        total = Counter({k: 0 for k in OUTCOMES})
+        for s in samples:
+            total.update(s.meta.get(REPAIR_KEY, {}))
+        return {REPAIR_KEY: {k: total[k] for k in OUTCOMES}}

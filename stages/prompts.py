@@ -10,13 +10,18 @@ theme and background, decoding constrained to a JSON schema with exactly N subje
 answer is validated (datagen.recipe.scene_spec), and redrafted with a new seed up to
 `validation_retries` times before the sample is rejected with the last reason.
 
-Near-duplicate prompts across the run are rejected (`dedup`): the first sample to claim a
-normalised prompt keeps it.
+Near-duplicate prompts across the run are rejected (`dedup`): the sample with the lowest index
+keeps a normalised prompt, whatever the worker count or the order shards finish in. Every
+sample claims its prompt here (datagen.store.claims); one whose prompt a lower index already
+claims is rejected at once, before any GPU stage sees it. A lower index that claims later
+takes the prompt over, and the final stage rejects the one it displaced (datagen.pipeline.dedup).
 """
 
 from __future__ import annotations
 
-from datagen.config import sha256_json
+from pathlib import Path
+
+from datagen.config import RunConfig, sha256_json
 from datagen.models.llm import LLMEngine, LLMRequest, mix_seed, validated_answers
 from datagen.recipe.diversity import draw_theme, subject_count
 from datagen.recipe.scene_spec import SYSTEM_PROMPT, Invalid, SceneSpec, json_schema, parse_scene, user_message
@@ -117,7 +122,7 @@ class VLLMPrompts(LLMPrompts):
 class PromptsStage(BackendStage):
     name = "prompts"
     reads = ("run", "world")
-    version = 2
+    version = 3  # 3: the lowest index keeps a duplicated prompt (was: the first to claim it)
     backend_types = {"procedural": ProceduralPrompts, "transformers": TransformersPrompts, "vllm": VLLMPrompts}
     backends = tuple(backend_types)
 
@@ -126,10 +131,7 @@ class PromptsStage(BackendStage):
 
     def setup(self) -> None:
         if self.cfg.dedup and self.run_dir is not None:
-            # Claims are per prompts recipe: a changed prompts config starts afresh.
-            recipe = self.run_cfg.recipe_dict()
-            scope = sha256_json([self.version, recipe["stages"]["prompts"], [recipe[r] for r in self.reads]])[:16]
-            self.registry = PromptRegistry(self.run_dir / "dedup" / f"prompts-{scope}")
+            self.registry = PromptRegistry(claims_root(self.run_cfg, self.run_dir))
         super().setup()
 
     def process_batch(self, samples: list[Sample]) -> list[Sample | Rejected]:
@@ -139,5 +141,14 @@ class PromptsStage(BackendStage):
     def _dedup(self, s: Sample) -> Sample | Rejected:
         if self.registry is None:
             return s
+        # An owner other than s has a lower index, which keeps the prompt whenever it claimed.
         owner = self.registry.claim(s.meta["prompt"]["full"], s.key)
         return s if owner == s.key else self.reject(s, "duplicate_prompt")
+
+
+def claims_root(cfg: RunConfig, run_dir: Path) -> Path:
+    """Where this run's prompt claims live. Claims are per prompts recipe: a changed prompts
+    config (or stage version) starts afresh."""
+    recipe = cfg.recipe_dict()
+    scope = sha256_json([PromptsStage.version, recipe["stages"]["prompts"], [recipe[r] for r in PromptsStage.reads]])[:16]
+    return run_dir / "dedup" / f"prompts-{scope}"

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from datagen.config.base import ModelBackend, StageConfig, Strict
+from datagen.recipe import scene_lists as scenes
 
 # A generating run writes its scenes and renders them; an ingest run (`datagen ingest`) reads
 # them from a dataset (`source`) and names what the dataset leaves unnamed (`caption`). The
@@ -19,16 +20,8 @@ DEFAULT_ORDER = list(GENERATE_STAGES)
 INGEST_ORDER = list(INGEST_STAGES)
 
 
-DEFAULT_THEMES = [
-    "a cluttered workshop", "a picnic", "a child's bedroom", "a kitchen counter", "a street market",
-    "a camping trip", "an artist's desk", "a garden party", "a science classroom", "a beach day",
-    "a music studio", "a cafe table", "a hiking trail", "a toy shop window", "a home office",
-]
-DEFAULT_BACKGROUNDS = [
-    "a sunlit wooden floor", "a grassy park", "a marble countertop", "a sandy beach", "a city sidewalk",
-    "a snowy field", "a cozy living room", "a plain studio backdrop", "a forest clearing", "a tiled kitchen",
-    "a rooftop terrace", "a library", "a garage", "a lakeside dock", "a desert road",
-]
+# The prompts' scene lists: datagen/recipe/scene_lists.py (these two are `scene_lists: small`).
+DEFAULT_THEMES, DEFAULT_BACKGROUNDS = list(scenes.SMALL_THEMES), list(scenes.SMALL_BACKGROUNDS)
 DEFAULT_REPOSE_TEMPLATES = [
     "Show the {name} from a different angle, on a plain light grey background, same identity.",
     "Rotate the {name} to face the camera from the side, soft studio lighting, plain background.",
@@ -60,8 +53,10 @@ class PromptsConfig(StageConfig, ModelBackend):
     subject_count_weights: dict[int, float] | None = Field(
         None, description="relative weight of each subject count N (default: uniform over num_subjects)"
     )
-    themes: list[str] = Field(default_factory=lambda: list(DEFAULT_THEMES), min_length=1)
-    backgrounds: list[str] = Field(default_factory=lambda: list(DEFAULT_BACKGROUNDS), min_length=1)
+    scene_lists: Literal["large", "small"] = Field("large", description="where lists left out come from (scene_lists.fill)")
+    themes: list[str] = Field(default_factory=lambda: list(scenes.THEMES), min_length=1)
+    backgrounds: list[str] = Field(default_factory=lambda: list(scenes.BACKGROUNDS), min_length=1)
+    conditions: list[str] = Field(default_factory=lambda: list(scenes.CONDITIONS), description="one follows each background")
     dedup: bool = Field(True, description="reject a sample whose normalised prompt another sample of the run has")
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.8, gt=0, le=1)
@@ -86,6 +81,11 @@ class PromptsConfig(StageConfig, ModelBackend):
         if not 1 <= v[0] <= v[1] <= 10:
             raise ValueError("must be [min, max] with 1 <= min <= max <= 10")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scene_lists(cls, data: object) -> object:
+        return scenes.fill(data)
 
     @model_validator(mode="after")
     def _weights(self) -> PromptsConfig:
@@ -221,10 +221,20 @@ class BoxFitConfig(Strict):
     # 3 rather than the textbook 2: on clean depth, 2 strips real surface seen at grazing
     # angles (sparse in 3D); mixed edge pixels are erosion's job.
     outlier_std_ratio: float = Field(3.0, gt=0.0, le=100.0)
-    # "pca" (Open3D's get_oriented_bounding_box) is the default: on the procedural world's
-    # truth it fits better than the minimal box (median volume IoU 0.40 vs 0.36) at a tenth of
-    # the cost (~15 ms vs ~150 ms per subject); see bench/e2e.py.
-    method: Literal["minimal", "pca"] = "pca"
+    # "gravity" (datagen.recipe.gravity_box): upright, amodal boxes standing on the ground plane
+    # found in the depth; images with no ground fall back to "pca", per box. "pca" is the
+    # paper's box of the visible surface (Open3D's get_oriented_bounding_box), "minimal" Open3D's
+    # minimal box of it. Figures against the procedural truth: bench/box_truth.py.
+    method: Literal["gravity", "minimal", "pca"] = "gravity"
+    # gravity: RANSAC inlier distance to the ground plane, as a share of the median depth.
+    ground_dist_frac: float = Field(0.02, gt=0.0, le=0.5)
+    # gravity: the plane must hold this share of the non-subject points to count as the ground,
+    ground_min_share: float = Field(0.3, gt=0.0, le=1.0)
+    # ...and face the camera's up (-y) within this angle (a wall is not the ground).
+    ground_max_tilt_deg: float = Field(70.0, gt=0.0, le=90.0)
+    # gravity: a subject whose lowest point is within this share of its size of the ground
+    # stands on it (edge erosion and depth noise lift the lowest visible point a little).
+    ground_contact_frac: float = Field(0.2, ge=0.0, le=1.0)
     min_extent_ratio: float = Field(0.02, ge=0.0, lt=1.0)  # smallest/largest extent -> "flat"
     # Drop this percentage of points at each end of the depth range (flying pixels that
     # survive erosion); 0 keeps all.
@@ -253,6 +263,11 @@ class ReposeConfig(StageConfig, DiffusionConfig):
     subject_fill: float = Field(0.85, gt=0, le=1, description="share of the square input the subject's longer side fills")
     background_grey: int = Field(200, ge=0, le=255, description="the neutral background of the edit input")
     subjects_per_call: int = Field(8, ge=1, description="subjects edited per pipeline call, across samples")
+    retries: int = Field(
+        2, ge=0, le=8,
+        description="repair before drop (beyond the paper): a subject idcheck would drop is edited again, with "
+        "a new seed and the next template, up to this many times; 0: one edit each (the paper)",
+    )  # fmt: skip
 
     def model_ids(self) -> list[str]:
         return [self.model] if self.backend == "diffusers" else []

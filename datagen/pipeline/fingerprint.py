@@ -31,6 +31,9 @@ def stage_fingerprints(cfg: RunConfig, shard: int) -> dict[str, str]:
             "config": recipe["stages"][name],
             "reads": {section: recipe[section] for section in cls.reads},
         }
+        others = cls.reads_stages(cfg)
+        if others:  # only where a stage says so, so the others' fingerprints stay as they were
+            payload["stages_read"] = {other: recipe["stages"][other] for other in others}
         if name == last:
             # The final stage writes provenance: the whole recipe's hash and datagen's version.
             payload["provenance"] = [cfg.config_sha256(), __version__, cfg.run.name]

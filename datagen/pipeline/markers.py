@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,8 +31,12 @@ from datagen.store.shards import commit_bytes, file_sha256
 
 Verify = Literal["size", "sha256"]
 
-# Per-stage figures the final stats keep for each shard: the run's measured cost model.
-FLOW_KEYS = ("samples_in", "samples_out", "subjects_in", "subjects_out", "wall_s", "size", "started_at", "finished_at")
+# Per-stage figures the final stats keep for each shard: the run's measured cost model, and
+# idcheck's identity_repair (subjects kept on the first edit, repaired, dropped).
+FLOW_KEYS = (
+    "samples_in", "samples_out", "subjects_in", "subjects_out", "wall_s", "size", "started_at", "finished_at",
+    "identity_repair",
+)  # fmt: skip
 
 
 def read_marker(path: Path) -> dict[str, Any] | None:
@@ -59,6 +63,7 @@ class StageFigures:
     started_at: float | None = None  # absent from markers of older runs
     finished_at: float | None = None
     bytes: int = 0  # the committed output's size
+    identity_repair: dict[str, int] = field(default_factory=dict)  # idcheck's: first_try, repaired, dropped
 
 
 def _flow_figures(own: dict[str, Any], marker: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +71,7 @@ def _flow_figures(own: dict[str, Any], marker: dict[str, Any]) -> dict[str, Any]
     return {
         "subjects_in": own.get("subjects_in", 0), "subjects_out": own.get("subjects_out", 0),
         "cpu_s": own.get("cpu_s", 0.0), "started_at": own.get("started_at"), "finished_at": own.get("finished_at"),
-        "bytes": marker.get("size", 0),
+        "bytes": marker.get("size", 0), "identity_repair": own.get("identity_repair", {}),
     }  # fmt: skip
 
 

@@ -24,8 +24,8 @@ from datagen.pipeline.costs import expected_flow
 from datagen.errors import UserError
 from datagen.store.paths import RunPaths
 from datagen.pipeline.resume import ShardJob
-from datagen.pipeline.pools import PoolPlan, plan_pools
-from datagen.pipeline.shard_task import Outcome, run_job_stages
+from datagen.pipeline.pools import Pool, PoolPlan, plan_pools
+from datagen.pipeline.shard_task import Outcome, deferred_jobs, run_job_stages, settled
 
 
 class _PoolWorker:
@@ -163,17 +163,33 @@ def quiet_data_context(address: str | None, no_progress_timeout_s: float) -> Non
 def run_on_ray(
     cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], pool_plan: PoolPlan, on_outcome: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
+    quiet_data_context(cfg.ray.address, cfg.ray.no_progress_timeout_s)
+    todo = [job for job in jobs if job.run]
+    first = _stream(cfg, paths, todo, pool_plan.pools, on_outcome)
+    # Final stages deferred by prompt dedup (datagen.pipeline.dedup) run again now that every
+    # prompts shard of the pass is committed or failed, on a pool like their own.
+    final = cfg.stages.order[-1]
+    again = deferred_jobs(todo, first, final)
+    if not again:
+        return first
+    own = next(p for p in pool_plan.pools if final in p.stages)
+    pool = Pool((final,), min(own.workers, len(again)), own.cpus, own.gpus)
+    return settled(first, _stream(cfg, paths, again, [pool], on_outcome))
+
+
+def _stream(
+    cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], pools: list[Pool], on_outcome: Callable[[Outcome], None] | None
+) -> list[Outcome]:
+    """One pass of `jobs` through `pools`, one Ray Data map per pool."""
     import ray
     from ray.data import ActorPoolStrategy
 
-    quiet_data_context(cfg.ray.address, cfg.ray.no_progress_timeout_s)
-
-    items = [{"job": job.to_json(), "outcomes": "[]"} for job in jobs if job.run]
+    items = [{"job": job.to_json(), "outcomes": "[]"} for job in jobs]
     if not items:
         return []
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     cfg_json = cfg.model_dump_json()
-    for pool in pool_plan.pools:
+    for pool in pools:
         ds = ds.map(
             worker_class(pool.stages, cfg_json, str(paths.root)),
             compute=ActorPoolStrategy(size=pool.workers),
@@ -186,7 +202,7 @@ def run_on_ray(
             for o in json.loads(row["outcomes"]):
                 outcome = Outcome(**o)
                 outcomes.append(outcome)
-                if on_outcome:
+                if on_outcome and outcome.status != "deferred":
                     on_outcome(outcome)
     except Exception as e:
         # A worker that cannot start (a model that does not load) is a user error: say it in

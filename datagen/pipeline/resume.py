@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datagen.config import RunConfig
+from datagen.pipeline.dedup import dedup_active, ranges_below, shard_ranges
 from datagen.pipeline.fingerprint import stage_fingerprints
 from datagen.pipeline.markers import RunMarkers
 from datagen.store.paths import RunPaths
@@ -24,14 +25,17 @@ class ShardJob:
     fingerprints: dict[str, str]
     run: list[str] = field(default_factory=list)  # stages to run, in order
     blocked: str | None = None  # why a selected stage cannot run (its input is not committed)
+    # Lower shards whose prompts this run processes, as [start, stop) ranges: the final stage
+    # waits for their prompt claims (datagen.pipeline.dedup).
+    awaits: list[list[int]] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"shard": self.shard, "fingerprints": self.fingerprints, "run": self.run})
+        return json.dumps({"shard": self.shard, "fingerprints": self.fingerprints, "run": self.run, "awaits": self.awaits})
 
     @classmethod
     def from_json(cls, text: str) -> ShardJob:
         d = json.loads(text)
-        return cls(shard=d["shard"], fingerprints=d["fingerprints"], run=d["run"])
+        return cls(shard=d["shard"], fingerprints=d["fingerprints"], run=d["run"], awaits=d.get("awaits", []))
 
 
 def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str]) -> ShardJob:
@@ -70,7 +74,14 @@ def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str])
 
 
 def make_plan(cfg: RunConfig, paths: RunPaths, selected: list[str]) -> list[ShardJob]:
-    return [plan_shard(cfg, paths, shard, selected) for shard in range(cfg.num_shards)]
+    jobs = [plan_shard(cfg, paths, shard, selected) for shard in range(cfg.num_shards)]
+    if dedup_active(cfg):
+        prompts = shard_ranges(j.shard for j in jobs if "prompts" in j.run)
+        final = cfg.stages.order[-1]
+        for job in jobs:
+            if final in job.run:
+                job.awaits = ranges_below(prompts, job.shard)
+    return jobs
 
 
 def clear_failures(cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob]) -> None:

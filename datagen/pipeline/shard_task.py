@@ -19,6 +19,7 @@ from typing import Any
 
 from datagen.config import RunConfig
 from datagen.final.writer import final_members
+from datagen.pipeline.dedup import ClaimCheck
 from datagen.store.paths import RunPaths
 from datagen.pipeline.resume import ShardJob
 from datagen.pipeline.markers import RunMarkers
@@ -37,7 +38,7 @@ class StageShardFailed(Exception):
 class Outcome:
     stage: str
     shard: int
-    status: str  # "done" or "failed"
+    status: str  # "done", "failed" or "deferred" (a final stage run again later: see run)
     samples_in: int = 0
     samples_out: int = 0
     error: str | None = None
@@ -73,6 +74,8 @@ class ShardTask:
         self.stage.bind_run(self.paths.root)
         self.order = cfg.stages.order
         self.markers = RunMarkers(cfg, self.paths)
+        # The final stage settles prompt dedup (lowest index wins) before it writes.
+        self.claims = ClaimCheck.for_run(cfg, self.paths) if stage_name == self.markers.final else None
         self._ready = False
 
     def setup(self) -> None:
@@ -82,14 +85,21 @@ class ShardTask:
 
     # --- one (stage, shard) -------------------------------------------------------------
 
-    def run(self, shard: int, fingerprints: dict[str, str], given: Handoff | None = None) -> Outcome:
+    def run(
+        self, shard: int, fingerprints: dict[str, str], given: Handoff | None = None, awaits: list[list[int]] | None = None
+    ) -> Outcome:
         """Process and commit, retrying; never raises for a failing shard.
 
         `given`: the previous stage's kept samples and committed sha256, when this worker just
         made them; they spare reading and decoding the shard again. A retry reads from disk.
+        `awaits`: lower shards whose prompt claims the final stage needs (ShardJob.awaits); while
+        any of them is still in prompts, the stage is "deferred" (datagen.pipeline.dedup).
         """
         self.setup()
         name = self.stage.name
+        if self.claims is not None and not self.claims.ready(awaits or []):
+            log.info("%s shard %d deferred: lower shards are still in prompts (prompt dedup)", name, shard)
+            return Outcome(name, shard, "deferred")
         pos = self.order.index(name)
         if given is not None and (pos == 0 or given.stage != self.order[pos - 1]):
             given = None  # only the stage right before this one makes its input
@@ -119,6 +129,8 @@ class ShardTask:
             samples, input_sha = self._read_input(shard, fingerprints)
         subjects_in = sum(len(s.subjects) for s in samples)
         results = self._process_all(samples)
+        if self.claims is not None:
+            results = self.claims.apply(results, name)
         kept = [r for r in results if isinstance(r, Sample)]
         rejected = [r for r in results if isinstance(r, Rejected)]
         errors = sum(r.reason.startswith("error:") for r in rejected)
@@ -147,6 +159,7 @@ class ShardTask:
             "rejected": dict(sorted(Counter(r.reason for r in rejected).items())),
             "rejected_keys": [[r.key, r.reason] for r in sorted(rejected, key=lambda r: r.key)],
             "rejected_subjects": dict(sorted(Counter(_subject_rejects(samples, name)).items())),
+            **self.stage.shard_figures(samples),  # a stage's own counts (idcheck: identity_repair)
         }
         sha, size = commit_tar(self.markers.output_tar(name, shard), self._members(kept))
         marker.update(
@@ -216,12 +229,30 @@ def run_job_stages(tasks: dict[str, ShardTask], job: ShardJob) -> list[Outcome]:
     for stage in job.run:
         if stage not in tasks:
             continue  # another pool's stage
-        outcome = tasks[stage].run(job.shard, job.fingerprints, handoff)
+        outcome = tasks[stage].run(job.shard, job.fingerprints, handoff, job.awaits)
         outcomes.append(outcome)
         handoff = outcome.handoff()
         if outcome.status != "done":
             break
     return outcomes
+
+
+def deferred_jobs(jobs: list[ShardJob], outcomes: list[Outcome], final: str) -> list[ShardJob]:
+    """Jobs to run again, their final stage only, once every prompts shard of the pass is
+    committed or failed: those whose final stage was deferred (datagen.pipeline.dedup)."""
+    later = {o.shard for o in outcomes if o.status == "deferred"}
+    return [ShardJob(j.shard, j.fingerprints, run=[final], awaits=j.awaits) for j in jobs if j.shard in later]
+
+
+def settled(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
+    """A pass's outcomes with its deferred final stages replaced by the second pass's; one still
+    deferred then (a lower prompts shard that neither finished nor failed) counts as failed."""
+    out = [o for o in first if o.status != "deferred"]
+    for o in second:
+        if o.status == "deferred":
+            o = Outcome(o.stage, o.shard, "failed", error="prompt dedup: the prompts of lower shards did not finish")
+        out.append(o)
+    return out
 
 
 def _subject_rejects(samples: list[Sample], stage: str) -> list[str]:

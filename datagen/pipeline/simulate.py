@@ -26,12 +26,18 @@ MODEL_FREE_BACKENDS = ("procedural", "histogram")
 
 
 def procedural_config(cfg: RunConfig, stage: str, backends: tuple[str, ...]) -> RunConfig:
-    """`cfg` with the stage's backend swapped for a model-free one, where it has one."""
-    free = [b for b in MODEL_FREE_BACKENDS if b in backends]
-    if not free:
+    """`cfg` with the stage's backend swapped for a model-free one, where it has one; so are
+    the backends of stages it borrows a model from (repose's repair check: idcheck's)."""
+    from datagen.stages import STAGES
+
+    swaps = {stage: backends, **{other: STAGES[other].backends for other in STAGES[stage].reads_stages(cfg)}}
+    free = {name: [b for b in MODEL_FREE_BACKENDS if b in names] for name, names in swaps.items()}
+    if not any(free.values()):
         return cfg
     swapped = cfg.model_copy(deep=True)
-    setattr(swapped.stages, stage, cfg.stages.stage(stage).with_backend(free[0]))
+    for name, names in free.items():
+        if names:
+            setattr(swapped.stages, name, cfg.stages.stage(name).with_backend(names[0]))
     return swapped
 
 
@@ -52,6 +58,9 @@ class SimulatedStage(Stage):
 
     def model_name(self) -> str:
         return f"simulated:{super().model_name()}"
+
+    def shard_figures(self, samples: list[Sample]) -> dict:
+        return self.inner.shard_figures(samples)
 
     def busy_seconds(self, samples: list[Sample]) -> float:
         subjects = sum(len(s.subjects) for s in samples)

@@ -1,4 +1,9 @@
-"""Fit an oriented 3D box to one subject from its depth map and mask (Open3D).
+"""Fit a 3D box to one subject from its depth map and mask.
+
+`method: gravity` (the default) fits an upright, amodal box standing on the ground plane
+(datagen.recipe.gravity_box); where the image has no ground it falls back to `pca`, the paper's
+oriented box of the visible surface (Open3D), and says so in the BoxFit. `fit_image_boxes` fits
+every subject of one image (the ground is found once per image).
 
 The fit never raises on bad data: every failure becomes a BoxFit with box=None and a
 reason, so a dataset build can log and skip the subject.
@@ -17,6 +22,7 @@ import open3d as o3d
 o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
 from datagen.config.stages import BoxFitConfig
 from datagen.recipe.geometry import erode_mask, make_box3d, unproject_pixels
+from datagen.recipe.gravity_box import Ground, fit_ground, gravity_box
 
 # Relative thresholds (to the largest principal spread) below which the point set is
 # exactly collinear / coplanar as far as qhull is concerned; Open3D fails or returns
@@ -32,6 +38,12 @@ class BoxFit:
     box: dict | None  # the box dict, or None when rejected
     reason: str | None  # None when fitted; else "no_valid_depth", "too_few_points", "flat", "degenerate"
     num_points: int  # points the decision was made on (after subsampling / outlier removal)
+    method: str | None = None  # the fit actually used: "gravity", "pca" or "minimal"
+    # gravity only: what the box stands on ("ground", "subject", "none"); None for the others
+    support: str | None = None
+    # why the box is not a ground-standing gravity box when one was asked for: "no_ground"
+    # (no ground plane in the image: pca), "on_subject" or "off_ground" (upright, not extended)
+    fallback: str | None = None
 
 
 def _finite(points: np.ndarray) -> np.ndarray:
@@ -157,11 +169,30 @@ def _recover_edges(
     return _subsample(np.concatenate([points, edge[near]]), cfg.max_points)
 
 
-def fit_points_box(points, cfg: BoxFitConfig | None = None, recover=None) -> BoxFit:
-    """Oriented box of a camera-frame point set (N, 3); never raises on degenerate data.
+_FALLBACK = {"subject": "on_subject", "none": "off_ground"}
+
+
+def _fit(points: np.ndarray, cfg: BoxFitConfig, ground: Ground | None, others: np.ndarray | None):
+    """((center, extent, R), support) of the configured method, or None when it fails."""
+    if cfg.method == "gravity" and ground is not None:
+        g = gravity_box(points, ground, cfg, others)
+        if not (np.all(np.isfinite(g.center)) and np.all(np.isfinite(g.extent)) and g.extent.max() > 0):
+            return None
+        return (g.center, g.extent, g.rotation), g.support
+    fitted = _obb(points, "pca" if cfg.method == "gravity" else cfg.method)
+    return None if fitted is None else (fitted, None)
+
+
+def fit_points_box(
+    points, cfg: BoxFitConfig | None = None, recover=None, ground: Ground | None = None,
+    others: np.ndarray | None = None,
+) -> BoxFit:
+    """Box of a camera-frame point set (N, 3); never raises on degenerate data.
 
     recover(points, (center, extent, R)) -> points may return an enlarged point set to refit
-    on (the depth path uses it to re-admit edge pixels).
+    on (the depth path uses it to re-admit edge pixels). With `method: gravity`, `ground` is the
+    image's ground plane (None: no ground, the pca fallback) and `others` the other subjects'
+    points (evidence of support and occlusion).
     """
     cfg = cfg if cfg is not None else BoxFitConfig()
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -182,23 +213,32 @@ def fit_points_box(points, cfg: BoxFitConfig | None = None, recover=None) -> Box
     if shape is not None:
         return BoxFit(None, shape, len(points))
 
-    fitted = _obb(points, cfg.method)
-    if fitted is None:
+    result = _fit(points, cfg, ground, others)
+    if result is None:
         return BoxFit(None, "degenerate", len(points))
     if recover is not None:
-        grown = recover(points, fitted)
-        refitted = _obb(grown, cfg.method) if grown is not points else None
+        grown = recover(points, result[0])
+        refitted = _fit(grown, cfg, ground, others) if grown is not points else None
         if refitted is not None:  # keep the first fit if the refit fails
-            points, fitted = grown, refitted
-    center, extent, rotation = fitted
+            points, result = grown, refitted
+    (center, extent, rotation), support = result
+    if cfg.method == "gravity":
+        method, fallback = ("gravity", _FALLBACK.get(support)) if ground is not None else ("pca", "no_ground")
+    else:
+        method, fallback = cfg.method, None
     extent, rotation = canonicalize(extent, rotation)
     if extent[2] < cfg.min_extent_ratio * extent[0]:
-        return BoxFit(None, "flat", len(points))
-    return BoxFit(make_box3d(center, extent, rotation), None, len(points))
+        return BoxFit(None, "flat", len(points), method, support, fallback)
+    return BoxFit(make_box3d(center, extent, rotation), None, len(points), method, support, fallback)
 
 
-def fit_subject_box(depth, mask, camera, cfg: BoxFitConfig | None = None) -> BoxFit:
-    """Oriented box of one subject's visible surface; never raises on degenerate data.
+def fit_subject_box(
+    depth, mask, camera, cfg: BoxFitConfig | None = None, ground: Ground | None = None,
+    others: np.ndarray | None = None,
+) -> BoxFit:
+    """Box of one subject (see fit_points_box for ground and others); never raises on
+    degenerate data. Alone, without a ground, `method: gravity` gives the pca fallback:
+    fit_image_boxes finds the ground.
 
     Raises ValueError only for caller errors (depth and mask of different shapes).
     """
@@ -210,4 +250,22 @@ def fit_subject_box(depth, mask, camera, cfg: BoxFitConfig | None = None) -> Box
     recover = None
     if cfg.edge_recover and edge is not None and len(edge) > 0:
         recover = partial(_recover_edges, edge=edge, camera=camera, cfg=cfg)
-    return fit_points_box(points, cfg, recover)
+    return fit_points_box(points, cfg, recover, ground, others)
+
+
+def fit_image_boxes(depth, masks, camera, cfg: BoxFitConfig | None = None) -> tuple[list[BoxFit], Ground | None]:
+    """Boxes of every subject of one image (masks: (N, H, W)) and the ground plane found (None
+    when not looked for, or none found)."""
+    cfg = cfg if cfg is not None else BoxFitConfig()
+    masks = np.asarray(masks, dtype=bool)
+    if cfg.method != "gravity":
+        return [fit_subject_box(depth, m, camera, cfg) for m in masks], None
+    ground = fit_ground(depth, masks, camera, cfg)
+    # Each subject's eroded points, thinned: the other subjects' evidence for support/occlusion.
+    clouds = [_subsample(_subject_points(depth, m, camera, cfg)[0], 2000) for m in masks]
+    fits = []
+    for i, mask in enumerate(masks):
+        rest = [c for j, c in enumerate(clouds) if j != i]
+        others = np.concatenate(rest) if rest else np.zeros((0, 3))
+        fits.append(fit_subject_box(depth, mask, camera, cfg, ground, others))
+    return fits, ground

@@ -1,4 +1,8 @@
-"""The run-wide registry of prompt claims under RUN/: which sample owns each normalised prompt."""
+"""The run-wide registry of prompt claims under RUN/: which samples claim each normalised prompt.
+
+The lowest sample index among a prompt's claimants owns it, so the winner does not depend on
+which worker got there first (datagen.pipeline.dedup says when the answer is final).
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,41 @@ from pathlib import Path
 from datagen.recipe.diversity import prompt_hash
 
 
-class PromptRegistry:
-    """Run-wide claims on normalised prompts: the first sample to claim one keeps it.
+def key_index(key: str) -> int:
+    """A sample key's run index (`<shard>_<index>`): ordered as numbers, not text, so a run past
+    a million samples (a wider field) still ranks its claimants right."""
+    return int(key.rsplit("_", 1)[1])
 
-    One file per prompt hash under the run directory, holding the key that claimed it. The key
-    is written to a private file first, then hard-linked to the claim's name: the link either
-    creates the claim complete or fails because it exists, atomically on a local or shared
-    POSIX filesystem, so workers on every node agree and no one ever reads a half-made claim.
-    (Creating the claim with O_EXCL and then writing it left a moment where another worker
-    read it empty.) A sample that claims again (a retried shard) finds its own key and keeps it.
+
+class PromptRegistry:
+    """Run-wide claims on normalised prompts: the lowest-index claimant owns one.
+
+    A prompt is a directory named by its hash; each claimant is an empty file in it named by
+    its sample key. Creating an empty file is atomic on a local or shared POSIX filesystem,
+    so there is no half-written claim to read, and claiming again (a retried shard, a resumed
+    run) finds the file already there: claims are idempotent and never removed.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def claim(self, text: str, key: str) -> str:
-        """The key that owns this prompt: `key` itself if it is the first to claim it."""
+    def _dir(self, text: str) -> Path:
         h = prompt_hash(text)
-        path = self.root / h[:2] / h
-        path.parent.mkdir(parents=True, exist_ok=True)
-        mine = path.with_name(f".{h}.{key}.{os.getpid()}.tmp")
-        mine.write_text(key, encoding="ascii")
-        try:
-            os.link(mine, path)
-            return key
-        except FileExistsError:
-            return path.read_text(encoding="ascii").strip()
-        finally:
-            mine.unlink(missing_ok=True)
+        return self.root / h[:2] / h
+
+    def claim(self, text: str, key: str) -> str:
+        """Record `key` as a claimant of this prompt; the owner among the claims made so far."""
+        d = self._dir(text)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / key).touch()
+        return self._lowest(d)
+
+    def owner(self, text: str) -> str | None:
+        """The lowest-index claimant so far, None if no sample claims this prompt."""
+        d = self._dir(text)
+        return self._lowest(d) if d.is_dir() else None
+
+    @staticmethod
+    def _lowest(d: Path) -> str:
+        # Dot names are not claims (a filesystem's or a tool's leftovers).
+        return min((n for n in os.listdir(d) if not n.startswith(".")), key=key_index)

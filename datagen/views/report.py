@@ -1,5 +1,6 @@
-"""`datagen status RUN --report`: the run's funnel, subject counts, box areas, depth ranges and
-stage times, as report.json (every number behind the plots), PNG plots and report.md.
+"""`datagen status RUN --report`: the run's funnel, subject counts, box areas, depth ranges,
+diversity (backgrounds, subject names, duplicate prompts) and stage times, as report.json
+(every number behind the plots), PNG plots and report.md.
 
 Stage figures come from the one walk of the committed markers that `datagen status` counts
 (collect_status); sample figures from the final shards' JSON members. Depth is read from at
@@ -23,6 +24,7 @@ from datagen.config import RunConfig, load_run_config
 from datagen.errors import ShardReadError, UserError
 from datagen.final.writer import run_id
 from datagen.pipeline.markers import final_shards
+from datagen.recipe.diversity import drawn_scenes, normalise_prompt
 from datagen.recipe.geometry import valid_depth
 from datagen.final.decode import BadSample, decode_geometry
 from datagen.schema import DEPTH_FIELD, DEPTH_PNG_FIELD, INSTANCES_FIELD, JSON_FIELD
@@ -99,6 +101,7 @@ def build_report(run_dir: Path, depth_samples: int = DEPTH_SAMPLES) -> dict[str,
         "subjects": _subjects_section(cfg, samples),
         "box_area": _box_area_section(cfg, samples) if samples else None,
         "depth": _depth_section(samples) if samples else None,
+        "diversity": _diversity_section(cfg, samples, rows),
         "time": _time_section(rows, kept),
         "notes": notes,
     }
@@ -120,6 +123,7 @@ def _funnel_row(row: StageStatus) -> dict[str, Any]:
         "subjects_in": row.subjects_in,
         "subjects_out": row.subjects_out,
         "rejected_subjects": dict(sorted(row.rejected_subjects.items())),
+        "identity_repair": dict(row.identity_repair),  # idcheck's: first_try, repaired, dropped ({} elsewhere)
         "bytes_out": row.bytes_out,
     }
 
@@ -169,6 +173,11 @@ class SampleFigures:
     depth_ranges: list[tuple[float, float, float]] = field(default_factory=list)  # (min, median, max)
     depth_read: int = 0
     depth_units: str = "m"
+    # Normalised (diversity.normalise_prompt) text of each kept sample's background caption and
+    # full prompt, and of each kept subject's name.
+    backgrounds: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
 
 def read_samples(tars: list[Path], total: int, depth_samples: int = DEPTH_SAMPLES) -> SampleFigures:
@@ -222,7 +231,13 @@ def _add_sample(figs: SampleFigures, tar: Path, key: str, members: dict[str, byt
         subjects = meta["subjects"]
         figs.subjects.append(len(subjects))
         figs.requested.append(int(meta.get("filter", {}).get("requested_subjects", len(subjects))))
+        prompt = meta.get("prompt") or {}
+        if prompt.get("background"):
+            figs.backgrounds.append(normalise_prompt(prompt["background"]))
+        if prompt.get("full"):
+            figs.prompts.append(normalise_prompt(prompt["full"]))
         for s in subjects:
+            figs.names.append(normalise_prompt(s["name"]))
             figs.box_area.append(float(s["box_area_frac"]))
             figs.mask_area.append(float(s["mask_area_frac"]))
             figs.centre_z.append(float(s["box_3d"]["center"][2]))
@@ -311,3 +326,34 @@ def _depth_section(s: SampleFigures) -> dict[str, Any]:
         **{name: {**summary(v), "counts": _counts(v, edges)} for name, v in cols.items()},
         "subject_centre_z": {**summary(s.centre_z), "bin_edges": z_edges.tolist(), "counts": _counts(s.centre_z, z_edges)},
     }
+
+
+TOP_BACKGROUNDS = 10
+
+
+def _diversity_section(cfg: RunConfig, s: SampleFigures | None, rows: list[StageStatus]) -> dict[str, Any]:
+    """How varied the kept samples are (their json, normalised as the dedup compares prompts),
+    the duplicate prompts the run rejected (prompts stage or final stage: datagen.pipeline.dedup)
+    and, for the LLM backends, the theme/background seeds every sample of the run drew."""
+    s = s or SampleFigures()
+    backgrounds = Counter(s.backgrounds)
+    prompts = cfg.stages.prompts if "prompts" in cfg.stages.order else None
+    written = sum(r.samples_in for r in rows if r.stage == "prompts")  # every sample the prompts stage saw
+    duplicates = sum(r.rejected.get("duplicate_prompt", 0) for r in rows)
+    llm = prompts is not None and prompts.backend != "procedural"  # procedural: the world's vocabulary
+    return {
+        "samples": len(s.subjects),
+        "backgrounds": len(s.backgrounds),  # kept samples with a background caption
+        "distinct_backgrounds": len(backgrounds),
+        "top_backgrounds": [[bg, n] for bg, n in backgrounds.most_common(TOP_BACKGROUNDS)],
+        "subject_names": len(s.names),
+        "distinct_subject_names": len(set(s.names)),
+        "prompts": len(s.prompts),
+        "distinct_prompts": len(set(s.prompts)),
+        "duplicate_prompts": {
+            "rejected": duplicates,
+            "of": written,
+            "rate": duplicates / written if written else None,
+        } if prompts is not None else None,
+        "scene_seeds": drawn_scenes(prompts, [cfg.sample_seed(i) for i in range(cfg.run.num_samples)]) if llm else None,
+    }  # fmt: skip

@@ -19,6 +19,42 @@ def _summary_table(section: dict[str, Any], names: tuple[str, ...]) -> list[str]
     return lines
 
 
+def _repair(row: dict[str, Any]) -> str:
+    """Identities idcheck kept on repose's first edit, kept after a repair, or dropped."""
+    n = row["identity_repair"]
+    return f"Identities ({row['stage']}): {n['first_try']} first try, {n['repaired']} repaired, {n['dropped']} dropped."
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _duplicates(d: dict[str, Any]) -> str:
+    dup = d["duplicate_prompts"]
+    if dup is None:
+        return "duplicate prompts: - (no prompts stage)"
+    return f"duplicate prompts: {dup['rejected']} of {dup['of']} rejected ({_pct(dup['rate'])})"
+
+
+def _diversity_lines(d: dict[str, Any]) -> list[str]:
+    """The diversity section: distinct backgrounds, subject names and prompts of the kept samples."""
+    lines = [
+        "| kept samples' | distinct | of |", "| --- | ---: | ---: |",
+        f"| backgrounds | {d['distinct_backgrounds']} | {d['backgrounds']} |",
+        f"| subject names | {d['distinct_subject_names']} | {d['subject_names']} |",
+        f"| full prompts | {d['distinct_prompts']} | {d['prompts']} |",
+        "", f"Dedup (prompts or final stage), {_duplicates(d)}.",
+    ]  # fmt: skip
+    seeds = d.get("scene_seeds")
+    if seeds:
+        lines += ["", f"Scene seeds (theme, background[, condition]): {seeds['distinct']} distinct of {seeds['draws']} "
+                      f"drawn from {seeds['combinations']:,} combinations; {_pct(seeds['repeat_share'])} repeat an earlier "
+                      f"draw (expected {_pct(seeds['expected_repeat_share'])})."]  # fmt: skip
+    if d["top_backgrounds"]:
+        lines += ["", "Most common backgrounds: " + "; ".join(f"{bg} ({n})" for bg, n in d["top_backgrounds"]) + "."]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     t = report["time"]
     lines = [
@@ -40,6 +76,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{r['samples_out']} | {_reasons(r['rejected'])} | {r['subjects_in']} | {r['subjects_out']} | "
             f"{_reasons(r['rejected_subjects'])} |"
         )
+    for r in report["funnel"]:
+        if r.get("identity_repair"):  # absent from reports of older runs
+            lines += ["", _repair(r)]
     lines += ["", f"## Time: {t['elapsed_s']:.1f} s elapsed, {t['worker_s']:.1f} worker-s, {t['cpu_s']:.1f} CPU-s", "",
               "| stage | worker s | CPU s | span s | samples / worker-s |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in t["stages"]:
@@ -56,6 +95,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         d = report["depth"]
         title = f"## Depth ({d['units']}) inside subject masks, per sample ({d['samples_read']} of {d['samples']} read)"
         lines += ["", title, "", *_summary_table(d, ("min", "median", "max", "subject_centre_z"))]
+    if report.get("diversity") is not None:  # absent from reports of older datagens
+        lines += ["", "## Diversity", "", *_diversity_lines(report["diversity"])]
     if report["notes"]:
         lines += ["", "## Notes", "", *[f"- {n}" for n in report["notes"]]]
     lines += ["", *[f"![{name}]({png})" for name, png in report.get("plots", {}).items()]]
@@ -78,6 +119,11 @@ def report_summary(report: dict[str, Any]) -> str:
     dropped_text = _reasons(dict(dropped.most_common())) if dropped else "none"
     of = f" of {asked_subjects} requested" if subj["requested"] else ""  # an ingest run asks for none
     lines.append(f"  subjects: {subj['subjects_kept']} kept{of}; dropped {dropped_text}")
+    lines += [f"  {_repair(r)}" for r in report["funnel"] if r.get("identity_repair")]
+    d = report.get("diversity")
+    if d is not None and d["samples"]:
+        lines.append(f"  diversity: {d['distinct_backgrounds']} distinct backgrounds, {d['distinct_subject_names']} "
+                     f"distinct subject names in the kept samples; {_duplicates(d)}")
     t = report["time"]
     if t["worker_s"]:
         slow = max(t["stages"], key=lambda s: s["wall_s"])

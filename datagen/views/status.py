@@ -15,7 +15,7 @@ from datagen.store.paths import RunPaths
 # The figures `datagen status --json` shows per stage; the rest of a StageStatus is the report's.
 STATUS_KEYS = (
     "stage", "done", "failed", "pending", "samples_in", "samples_out", "rejected", "rejected_subjects", "wall_s",
-    "failures",
+    "failures", "identity_repair",
 )  # fmt: skip
 
 
@@ -40,6 +40,7 @@ class StageStatus:
     started_at: float | None = None  # first start and last finish over the shards: the stage's span
     finished_at: float | None = None
     bytes_out: int = 0
+    identity_repair: Counter = field(default_factory=Counter)  # idcheck's: first_try, repaired, dropped
 
     def add_done(self, shard: int, own: StageFigures) -> None:
         self.done += 1
@@ -53,6 +54,7 @@ class StageStatus:
         self.subjects_out += own.subjects_out
         self.cpu_s += own.cpu_s
         self.bytes_out += own.bytes
+        self.identity_repair.update(own.identity_repair)
         if own.started_at is not None:
             self.started_at = own.started_at if self.started_at is None else min(own.started_at, self.started_at)
         if own.finished_at is not None:
@@ -62,6 +64,7 @@ class StageStatus:
         d = {k: getattr(self, k) for k in STATUS_KEYS}
         d["rejected"] = dict(sorted(self.rejected.items()))
         d["rejected_subjects"] = dict(sorted(self.rejected_subjects.items()))
+        d["identity_repair"] = dict(self.identity_repair)
         return d
 
 
@@ -100,6 +103,13 @@ def requested_subjects(cfg: RunConfig) -> dict[str, int]:
     return requested_histogram(cfg.stages.prompts, [cfg.sample_seed(i) for i in range(cfg.run.num_samples)])
 
 
+def repair_line(row: StageStatus, cfg: RunConfig) -> str:
+    """Subjects idcheck checked: kept on the first edit, kept after repose's repair, dropped."""
+    n = row.identity_repair
+    return (f"{row.stage}: identities first try {n['first_try']}, repaired {n['repaired']}, dropped {n['dropped']}"
+            f"  (stages.repose.retries={cfg.stages.repose.retries})")  # fmt: skip
+
+
 def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> str:
     """A plain-text table: readable in a terminal and in logs."""
     kept, done = rows[-1].samples_out, rows[-1].done  # the last stage's row counts the final shards
@@ -115,6 +125,7 @@ def render_status(cfg: RunConfig, paths: RunPaths, rows: list[StageStatus]) -> s
         lines.append(
             f"{r.stage:<8} {r.done:>5} {r.failed:>6} {r.pending:>7} {r.samples_in:>7} {r.samples_out:>7} {r.wall_s:>8.1f}  {rejects}"
         )
+    lines += [repair_line(r, cfg) for r in rows if r.identity_repair]
     lines.append(f"final: {done}/{cfg.num_shards} shards, {kept} samples kept")
     older = len(final_shards(cfg, paths, any_settings=True)) - done
     if older > 0:  # finished under other settings (an older datagen, an edited config): readable

@@ -260,7 +260,7 @@ def test_canonicalize():
 
 
 def test_config_validation():
-    assert BoxFitConfig().method == "pca"
+    assert BoxFitConfig().method == "gravity"
     with pytest.raises(pydantic.ValidationError):
         BoxFitConfig(unknown=1)
     with pytest.raises(pydantic.ValidationError):

@@ -46,11 +46,14 @@ def test_normalisation_ignores_case_punctuation_accents_and_articles():
     assert normalise_prompt("a red cube") != normalise_prompt("a blue cube")
 
 
-def test_first_claim_wins_and_a_retried_sample_keeps_its_own(tmp_path: Path):
+def test_the_lowest_index_owns_a_prompt_whoever_claims_first(tmp_path: Path):
     reg = PromptRegistry(tmp_path)
-    assert reg.claim("A red cube.", "000000_000001") == "000000_000001"
-    assert reg.claim("a RED cube", "000003_000007") == "000000_000001"
-    assert reg.claim("A red cube.", "000000_000001") == "000000_000001"
+    assert reg.claim("A red cube.", "000003_000007") == "000003_000007"
+    assert reg.claim("a RED cube", "000000_000001") == "000000_000001"  # a lower index takes it over
+    assert reg.claim("A red cube.", "000003_000007") == "000000_000001"  # a retry does not win it back
+    assert reg.owner("the red cube") == "000000_000001" and reg.owner("a blue cube") is None
+    # Indices rank as numbers, not text: past a million samples the field widens.
+    assert reg.claim("A red cube.", "100000_1000000") == "000000_000001"
 
 
 def _claim(args):
@@ -58,14 +61,13 @@ def _claim(args):
     return PromptRegistry(Path(root)).claim("the same prompt", key)
 
 
-def test_concurrent_claims_agree_on_one_owner(tmp_path: Path):
+def test_concurrent_claims_agree_on_the_lowest_index(tmp_path: Path):
     keys = [f"000000_{i:06d}" for i in range(64)]
     with mp.get_context("spawn").Pool(8) as pool:
-        owners = pool.map(_claim, [(str(tmp_path), k) for k in keys], chunksize=1)
-    assert len(set(owners)) == 1 and owners[0] in keys
-    # One complete claim file and no private leftovers.
-    (claim,) = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert claim.read_text() == owners[0] and not claim.name.startswith(".")
+        pool.map(_claim, [(str(tmp_path), k) for k in reversed(keys)], chunksize=1)
+    assert PromptRegistry(tmp_path).owner("the same prompt") == keys[0]
+    # One complete claim per sample and no leftovers.
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == keys
 
 
 def test_prompts_stage_rejects_a_duplicate_of_another_shard(small_cfg, tmp_path: Path):
@@ -78,3 +80,9 @@ def test_prompts_stage_rejects_a_duplicate_of_another_shard(small_cfg, tmp_path:
     assert isinstance(twin, Rejected) and twin.reason == "duplicate_prompt"
     again = stage.process_batch([Sample(index=0, shard=0, seed=sample_seed(0, 0))])[0]  # a retried shard
     assert isinstance(again, Sample)
+    # The first to claim keeps its prompt for now; a lower index claiming later keeps it too
+    # (the final stage drops the higher one: tests/pipeline/test_dedup.py).
+    early = stage.process_batch([Sample(index=9, shard=2, seed=sample_seed(0, 1))])[0]
+    assert isinstance(early, Sample)
+    assert isinstance(stage.process_batch([Sample(index=1, shard=0, seed=sample_seed(0, 1))])[0], Sample)
+    assert stage.registry.owner(early.meta["prompt"]["full"]) == "000000_000001"
