@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen import __version__
+from datagen.recipe.paper_rules import beyond_paper
 from datagen.config import RunConfig
 from datagen.export.tally import ExportTally
 from datagen.final.read import shard_stats
@@ -231,6 +232,7 @@ def render_card(
         truth=tally.truth,
         quality=_quality(quality),
         sources=_sources(tally),
+        beyond_paper=beyond_paper(cfg) if PROMPTS_STAGE in cfg.stages.order else None,
     )
     return str(card).rstrip("\n") + "\n"
 

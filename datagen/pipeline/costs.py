@@ -158,7 +158,8 @@ def measured_costs(run_dir: Path, cfg: RunConfig) -> Measured:
         for stage, figures in flow.items():
             t = totals.setdefault(stage, {})
             for k, v in figures.items():
-                t[k] = t.get(k, 0.0) + float(v)
+                if isinstance(v, (int, float)):  # counts and seconds; not idcheck's identity_repair breakdown
+                    t[k] = t.get(k, 0.0) + float(v)
     costs: dict[str, CostConfig] = {}
     bytes_per_sample: dict[str, float] = {}
     scale = measured_cfg.simulate.time_scale if measured_cfg.simulate.enabled else 1.0

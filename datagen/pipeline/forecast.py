@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from datagen.config import RunConfig
+from datagen.recipe.paper_rules import beyond_paper
 from datagen.pipeline.costs import expected_flow, gpu_seconds_per_kept, measured_costs
 from datagen.errors import UserError
 from datagen.pipeline.pools import plan_pools
@@ -78,6 +79,7 @@ def forecast(cfg: RunConfig, num_samples: int, gpus: int, cpus: int, measured_ru
         "gpu_utilisation": round(total_gpu_h / (gpus * (wall_h + fill_h)), 3) if gpus and wall_h else None,
         "estimated_stages": [s["stage"] for s in stages if s["source"] == "estimate" and (s["gpu_hours"] or s["cpu_hours"])],
         "measured_from": str(measured_run) if measured_run else None,
+        "beyond_paper": beyond_paper(cfg),
     }
 
 
@@ -102,6 +104,9 @@ def render(report: dict[str, Any]) -> list[str]:
         f"bottleneck: {report['bottleneck']}; about {report['wall_hours']:.1f} h of wall clock on {report['gpus']} GPUs "
         f"plus ~{report['fill_drain_hours']:.2f} h of pipeline fill and drain (shard_size sets it)",
     ]
+    beyond = report.get("beyond_paper", [])
+    lines.append(f"beyond the paper: {len(beyond)} rule(s)" + (" (configs/sigma_set27k_paper.yaml has none)" if beyond else ": the paper's recipe"))
+    lines += [f"  - {rule}" for rule in beyond]
     if report["estimated_stages"]:
         lines.append(
             f"estimates, not measurements: {', '.join(report['estimated_stages'])} "
