@@ -1,44 +1,39 @@
 """`--address`: a run joins a `ray start` cluster with token authentication on."""
 
 import shutil
-import socket
 import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from helpers import _env, final_bytes, run_cli
+from ray_nodes import free_ports, kill_session, ray_bin, ray_start
 
-
-
-def _ray_bin() -> str:
-    candidate = Path(sys.executable).with_name("ray")
-    return str(candidate) if candidate.exists() else shutil.which("ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    """A one-node `ray start --head` cluster with its own HOME (so its own ~/.ray token)."""
+    """A one-node `ray start --head` cluster with its own HOME (so its own ~/.ray token), stopped
+    by killing its own session: `ray stop` would also kill the Ray of tests running beside it."""
     env = _env()
     env["HOME"] = str(tmp_path / "home")
-    env.pop("RAY_AUTH_MODE", None)
-    env.pop("RAY_AUTH_TOKEN", None)
-    ray = _ray_bin()
-    subprocess.run([ray, "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
-    port = _free_port()
-    subprocess.run([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
-                   env=env, check=True, capture_output=True, timeout=120)
+    for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(var, None)
+    subprocess.run([ray_bin(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    # Ray's unix socket paths live under the temp dir and must stay short: not under tmp_path.
+    temp_dir = tempfile.mkdtemp(prefix="dgray", dir="/tmp")
+    port, dash, agent = free_ports(3)
+    sid = None
     try:
+        sid, _ = ray_start(["--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
+                            f"--temp-dir={temp_dir}"], env)
         yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([ray, "stop"], env=env, capture_output=True, timeout=120)
+        if sid is not None:
+            kill_session(sid)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_run_joins_a_cluster_with_its_token(cluster, tmp_path, small_config_file):

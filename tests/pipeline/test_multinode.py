@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -23,81 +22,13 @@ import pytest
 import yaml
 
 from helpers import SMALL, _env, final_bytes, run_cli
+from ray_nodes import alive_in_session, cmdline, free_ports, kill_session, ray_bin, ray_start
 
 # 24 shards of 2 samples: each takes a fraction of a second, so the run has work left when the
 # first final shard lands. min_subjects 5 makes some samples be rejected (in segment and boxes).
 NUM_SAMPLES, SHARD_SIZE = 48, 2
 NUM_SHARDS = NUM_SAMPLES // SHARD_SIZE
 HEAD_CPUS, NODE2_CPUS = 1, 2
-
-
-def _ray_bin() -> str:
-    candidate = Path(sys.executable).with_name("ray")
-    return str(candidate) if candidate.exists() else shutil.which("ray")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _alive_in_session(sid: int) -> list[int]:
-    """Live (not zombie) processes of a session: everything one `ray start` left running."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            if os.getsid(int(entry.name)) == sid and stat.rsplit(")", 1)[1].split()[0] != "Z":
-                pids.append(int(entry.name))
-        except (OSError, IndexError):
-            continue  # exited meanwhile
-    return pids
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _is_ray(pid: int) -> bool:
-    cmd = _cmdline(pid)
-    # A process on its way out (killed, not yet a zombie) has an empty command line.
-    return not cmd or cmd.startswith("ray::") or "/ray/" in cmd
-
-
-def _kill_session(sid: int, timeout: float = 30) -> None:
-    """SIGKILL the Ray processes of a session (a session id outlives its processes and could
-    be reused: hence only Ray's)."""
-    deadline = time.time() + timeout
-    while (pids := [p for p in _alive_in_session(sid) if _is_ray(p)]) and time.time() < deadline:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-
-
-def _ray_start(args: list[str], env: dict) -> tuple[int, str]:
-    """Run `ray start` in a session of its own; its daemons stay in that session, so the node
-    is exactly the processes with that session id. Returns the session id and the output."""
-    proc = subprocess.Popen([_ray_bin(), "start", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    out, _ = proc.communicate(timeout=120)
-    if proc.returncode != 0:
-        _kill_session(proc.pid)
-        pytest.fail(f"ray start {' '.join(args)} failed:\n{out}")
-    return proc.pid, out
 
 
 @pytest.fixture
@@ -110,20 +41,20 @@ def two_nodes(tmp_path):
     env["HOME"] = str(tmp_path / "home")
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
         env.pop(var, None)
-    subprocess.run([_ray_bin(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
+    subprocess.run([ray_bin(), "get-auth-token", "--generate"], env=env, check=True, capture_output=True, timeout=60)
     # Ray's unix socket paths live under the temp dir and must stay short: not under tmp_path.
     temp_dir = tempfile.mkdtemp(prefix="dgray", dir="/tmp")
     common = [f"--temp-dir={temp_dir}", f"--object-store-memory={200 * 1024 * 1024}"]
-    port, dash, agent1, agent2, node_manager, object_manager = _free_ports(6)
+    port, dash, agent1, agent2, node_manager, object_manager = free_ports(6)
     sessions: list[int] = []
     try:
         # With a token in ~/.ray and RAY_AUTH_MODE unset, the head turns token authentication on.
-        sid, head_out = _ray_start(["--head", f"--port={port}", f"--num-cpus={HEAD_CPUS}", f"--dashboard-port={dash}",
+        sid, head_out = ray_start(["--head", f"--port={port}", f"--num-cpus={HEAD_CPUS}", f"--dashboard-port={dash}",
                                     "--include-dashboard=false", f"--dashboard-agent-listen-port={agent1}", *common], env)
         sessions.append(sid)
         # A joining node sends the token only when told to (RAY_AUTH_MODE=token).
         node_env = dict(env, RAY_AUTH_MODE="token")
-        sid, _ = _ray_start([f"--address=127.0.0.1:{port}", f"--num-cpus={NODE2_CPUS}",
+        sid, _ = ray_start([f"--address=127.0.0.1:{port}", f"--num-cpus={NODE2_CPUS}",
                              f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}",
                              f"--dashboard-agent-listen-port={agent2}", *common], node_env)
         sessions.append(sid)
@@ -131,7 +62,7 @@ def two_nodes(tmp_path):
                "node2_port": node_manager}
     finally:
         for sid in reversed(sessions):
-            _kill_session(sid)
+            kill_session(sid)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -177,21 +108,21 @@ def test_a_run_survives_losing_a_node(two_nodes, tmp_path):
         sid = two_nodes["node2_session"]
         deadline, busy = time.time() + 120, []
         while driver.poll() is None and time.time() < deadline:
-            busy = [p for p in _alive_in_session(sid) if "ray::MapWorker(" in (c := _cmdline(p)) and ".submit" in c]
+            busy = [p for p in alive_in_session(sid) if "ray::MapWorker(" in (c := cmdline(p)) and ".submit" in c]
             if busy and list((run / "final").glob("*.stats.json")):
                 break
             time.sleep(0.05)
-        node2 = _alive_in_session(sid)
+        node2 = alive_in_session(sid)
         committed = len(list((run / "final").glob("*.stats.json")))
         assert driver.poll() is None, "the run ended before node 2 was killed:\n" + log.read_text()
-        assert busy and 0 < committed < NUM_SHARDS, (busy, committed, [_cmdline(p)[:80] for p in node2])
-        raylets = [p for p in node2 if f"--node_manager_port={two_nodes['node2_port']}" in _cmdline(p)]
-        assert len(raylets) == 1, [_cmdline(p)[:200] for p in node2]
+        assert busy and 0 < committed < NUM_SHARDS, (busy, committed, [cmdline(p)[:80] for p in node2])
+        raylets = [p for p in node2 if f"--node_manager_port={two_nodes['node2_port']}" in cmdline(p)]
+        assert len(raylets) == 1, [cmdline(p)[:200] for p in node2]
         # Worker logs are named <stages>-<host>-<pid>.log: the busy process is one of datagen's workers.
         worker_pids = {int(p.stem.rsplit("-", 1)[1]) for p in (run / "logs").glob("*.log")}
         assert set(busy) <= worker_pids, (busy, sorted(worker_pids))
-        _kill_session(sid)
-        assert not _alive_in_session(sid)
+        kill_session(sid)
+        assert not alive_in_session(sid)
 
         driver.wait(timeout=240)
     finally:
