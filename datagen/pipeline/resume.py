@@ -78,10 +78,27 @@ def make_plan(cfg: RunConfig, paths: RunPaths, selected: list[str]) -> list[Shar
     if dedup_active(cfg):
         prompts = shard_ranges(j.shard for j in jobs if "prompts" in j.run)
         final = cfg.stages.order[-1]
+        if prompts and final in selected:
+            _recheck_finals_above(cfg, paths, jobs, lowest=prompts[0][0])
         for job in jobs:
             if final in job.run:
                 job.awaits = ranges_below(prompts, job.shard)
     return jobs
+
+
+def _recheck_finals_above(cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob], lowest: int) -> None:
+    """Run the final stage again for committed shards above a prompts shard this run redoes.
+
+    A prompts shard redone (it failed in an earlier run) claims its prompts now, and its lower
+    indices take over prompts that higher final shards kept when it claimed nothing: those final
+    shards settle again (the final stage alone, from its committed input). A shard that keeps
+    the same samples gets the same bytes; only the final stage, never a GPU stage, runs again.
+    """
+    final = cfg.stages.order[-1]
+    markers = RunMarkers(cfg, paths)
+    for job in jobs:
+        if job.shard > lowest and not job.run and job.blocked is None and markers.read(final, job.shard) is not None:
+            job.run.append(final)
 
 
 def clear_failures(cfg: RunConfig, paths: RunPaths, jobs: list[ShardJob]) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from . import camera as cam_geom
-from .meshes import footprint_radius, world_box_corners
-from .vocab import BACKGROUNDS, COLOURS, SHAPES, TEXTURES, background_id, subject_caption
+from .meshes import footprint_radius, unit_arrays, world_box_corners
+from .vocab import BACKGROUNDS, COLOURS, SHAPES, SUPPORT_TOPS, TEXTURES, background_id, subject_caption
 
 # Projected boxes above this image fraction push the camera back (downstream keeps 1%..40%).
 _MAX_BOX_FRACTION = 0.30
@@ -31,6 +31,8 @@ class WorldConfig(BaseModel):
     max_size_ratio: float = Field(1.8, ge=1.0)  # largest / smallest size within one scene
     aspect: tuple[float, float] = (0.85, 1.2)  # footprint widening relative to height
     gap_m: float = Field(0.15, ge=0.0)  # clearance between footprint circles
+    # Chance that a subject is put on a flat-topped one (a mug on a table), shrunk to fit its top.
+    stack_share: float = Field(0.0, ge=0.0, le=1.0)
     frame_fill: float = Field(0.92, gt=0.1, le=1.0)  # fraction of the frame the group spans
     ambient: float = Field(0.35, ge=0.0, le=1.0)
     shadows: bool = True
@@ -114,6 +116,34 @@ def _place(rng: np.random.Generator, radii: np.ndarray, gap: float) -> np.ndarra
     return pos - pos.mean(axis=0)
 
 
+def _stack(rng: np.random.Generator, subjects: list[dict], share: float) -> None:
+    """Put some subjects on others' flat tops (a mug on a table), each holding at most one.
+
+    A stacked subject keeps its yaw, shrinks until its footprint circle fits within 80% of the
+    top's narrower half-side, sits at a random point of the top where it fits whole, and records
+    its holder in `on`. Scale ratios may then exceed `max_size_ratio`: a mug is smaller than a table.
+    """
+    used: set[int] = set()
+    for i, subject in enumerate(subjects):
+        if rng.uniform() >= share or i in used:
+            continue
+        free = [j for j, s in enumerate(subjects) if s["shape"] in SUPPORT_TOPS and j != i and j not in used]
+        if not free:
+            continue
+        j = free[int(rng.integers(len(free)))]
+        holder = subjects[j]
+        used.update((i, j))
+        top_half = SUPPORT_TOPS[holder["shape"]] * holder["size"] * holder["aspect"]
+        subject["size"] *= min(1.0, 0.8 * top_half / subject["footprint_radius"])
+        subject["footprint_radius"] = footprint_radius(subject["shape"], subject["size"], subject["aspect"])
+        reach = rng.uniform(0.0, max(top_half - subject["footprint_radius"], 0.0))
+        angle = rng.uniform(0, 2 * np.pi)
+        top_z = float(unit_arrays(holder["shape"])[0][:, 2].max()) * holder["size"]
+        x, y, z = holder["position"]
+        subject["position"] = [float(x + reach * np.cos(angle)), float(y + reach * np.sin(angle)), float(z + top_z)]
+        subject["on"] = j
+
+
 def _box_fractions(corners: np.ndarray, back: np.ndarray, target: np.ndarray, dist: float, cam: dict, w: int, h: int):
     rot = cam_geom.look_rotation(back)
     pose = np.eye(4)
@@ -161,6 +191,15 @@ def sample_scene(rng: np.random.Generator, n_subjects: int, width: int, height: 
     fov = float(rng.uniform(*cfg.fov_deg))
     elevation = float(np.deg2rad(rng.uniform(*cfg.elevation_deg)))
     azimuth = float((heading - np.pi / 2 + np.deg2rad(rng.uniform(-30.0, 30.0))) % (2 * np.pi))
+    light_el = np.deg2rad(rng.uniform(*cfg.light_elevation_deg))
+    # Sun on the camera's side (within 100 degrees of azimuth), so visible faces are mostly lit.
+    light_az = azimuth + np.deg2rad(rng.uniform(-100.0, 100.0))
+    light_dir = cam_geom.look_direction(float(light_az), float(light_el))
+    bg_key = background_id(str(rng.choice(cfg.backgrounds)))
+    # Stacking draws last, so a scene without it keeps every number it had before it existed.
+    if cfg.stack_share > 0 and n_subjects > 1:
+        _stack(rng, subjects, cfg.stack_share)
+
     intr = cam_geom.intrinsics(width, height, fov)
     tan_x = width / 2 / intr["fx"] * cfg.frame_fill
     tan_y = height / 2 / intr["fy"] * cfg.frame_fill
@@ -177,12 +216,6 @@ def sample_scene(rng: np.random.Generator, n_subjects: int, width: int, height: 
     rot = cam_geom.look_rotation(back)
     position = target + back * dist
 
-    light_el = np.deg2rad(rng.uniform(*cfg.light_elevation_deg))
-    # Sun on the camera's side (within 100 degrees of azimuth), so visible faces are mostly lit.
-    light_az = azimuth + np.deg2rad(rng.uniform(-100.0, 100.0))
-    light_dir = cam_geom.look_direction(float(light_az), float(light_el))
-
-    bg_key = background_id(str(rng.choice(cfg.backgrounds)))
     bg = BACKGROUNDS[bg_key]
     return {
         "width": int(width),

@@ -38,6 +38,10 @@ Part = tuple[str, dict, tuple[float, float, float], tuple[float, float, float]]
 
 _NO_ROT = (0.0, 0.0, 0.0)
 
+# Shapes with a flat top another subject can stand on: half the top's narrower side, in the unit
+# frame (the top's height is read from the mesh).
+SUPPORT_TOPS: dict[str, float] = {"box": 0.4, "table": 0.35, "cylinder": 0.35}
+
 SHAPES: dict[str, list[Part]] = {
     "box": [("box", {"width": 1.0, "height": 0.8, "depth": 0.8}, (0.0, 0.0, 0.4), _NO_ROT)],
     "cylinder": [("cylinder", {"radius": 0.35, "height": 1.0}, (0.0, 0.0, 0.5), _NO_ROT)],

@@ -105,3 +105,23 @@ def test_four_ray_workers_give_the_same_final_shards(reference, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads((run / "logs" / "pools.json").read_text())["pools"][0]["workers"] == 4
     assert final_bytes(run) == final_bytes(reference)
+
+
+def test_a_prompts_shard_redone_later_settles_the_final_shards_above_it_again(dupes_cfg, reference, tmp_path):
+    # Run 1: shard 0's prompts failed (it claimed nothing), so shards 1 and 2 settled without it
+    # and kept samples whose prompts shard 0 holds at lower indices.
+    jobs, tasks = _jobs(dupes_cfg, tmp_path), _tasks(dupes_cfg, tmp_path)
+    for shard in (1, 2):
+        run_job_stages(tasks, ShardJob(shard, jobs[shard].fingerprints, run=list(dupes_cfg.stages.order)))
+    first = final_bytes(tmp_path)
+    assert first.keys() == {k for k in final_bytes(reference) if "000000" not in k} and first != {
+        k: v for k, v in final_bytes(reference).items() if k in first}, "shard 0 took prompts over in the reference"
+    # Run 2 redoes shard 0 and settles the final stage of 1 and 2 again, after shard 0's claims.
+    again = make_plan(dupes_cfg, RunPaths(tmp_path), list(dupes_cfg.stages.order))
+    final = dupes_cfg.stages.order[-1]
+    assert [j.run for j in again] == [list(dupes_cfg.stages.order), [final], [final]]
+    assert [j.awaits for j in again] == [[], [[0, 1]], [[0, 1]]]
+    assert all(o.status == "done" for o in run_local(dupes_cfg, RunPaths(tmp_path), again))
+    assert final_bytes(tmp_path) == final_bytes(reference)
+    # Nothing left: a third plan runs nothing.
+    assert not any(j.run for j in make_plan(dupes_cfg, RunPaths(tmp_path), list(dupes_cfg.stages.order)))

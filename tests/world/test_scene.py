@@ -117,3 +117,29 @@ def test_too_many_subjects_for_the_vocabulary():
     cfg = WorldConfig(shapes=["box"], colours=["red"], textures=["plain", "striped"])
     with pytest.raises(ValueError, match="distinct"):
         _scene(0, n=3, cfg=cfg)
+
+
+def test_stacked_subjects_stand_on_a_flat_top_and_default_scenes_have_none():
+    from datagen.world.meshes import unit_arrays, world_arrays
+    from datagen.world.vocab import SUPPORT_TOPS
+
+    assert not any("on" in s for seed in range(10) for s in _scene(seed, n=8)["subjects"])
+    stacked = 0
+    for seed in range(20):
+        subjects = _scene(seed, n=8, cfg=WorldConfig(stack_share=0.5))["subjects"]
+        holders = [s["on"] for s in subjects if "on" in s]
+        assert len(holders) == len(set(holders)), "a top holds one subject"
+        for s in subjects:
+            if "on" not in s:
+                assert s["position"][2] == 0.0
+                continue
+            stacked += 1
+            holder = subjects[s["on"]]
+            assert holder["shape"] in SUPPORT_TOPS and "on" not in holder
+            top = float(unit_arrays(holder["shape"])[0][:, 2].max()) * holder["size"]
+            # Standing exactly on the top, its whole footprint within the top's narrower half-side.
+            assert s["position"][2] == pytest.approx(top)
+            assert world_arrays(s)[0][:, 2].min() == pytest.approx(top, abs=1e-9)
+            reach = np.hypot(s["position"][0] - holder["position"][0], s["position"][1] - holder["position"][1])
+            assert reach + s["footprint_radius"] <= SUPPORT_TOPS[holder["shape"]] * holder["size"] * holder["aspect"] + 1e-9
+    assert stacked >= 10
