@@ -13,6 +13,7 @@ import typer
 
 from datagen.errors import UserError
 from datagen.eval.commands import eval_app
+from datagen.export.commands import export_app
 from datagen.train.defaults import INFERENCE_GUIDANCE, INFERENCE_STEPS
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ def run(
     stages: Annotated[str, typer.Option("--stages", help="'all' or a comma list, e.g. prompts,t2i")] = "all",
     workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Cap on workers over all stages.")] = None,
     num_samples: Annotated[Optional[int], typer.Option("--num-samples", "-n", help="Override run.num_samples.")] = None,
+    target_kept: Annotated[Optional[int], typer.Option("--target-kept", help="Add shards until N samples are kept, then keep the first N (run.target_kept; per subject-count bucket: --set run.target_buckets=...).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Override run.seed.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any key: --set stages.t2i.exec.concurrency=2")] = None,
     address: Annotated[Optional[str], typer.Option("--address", help="Join a Ray cluster (e.g. 10.0.0.1:6379); RUN must be shared storage.")] = None,
@@ -49,7 +51,7 @@ def run(
             workers=workers,
             num_samples=num_samples,
             seed=seed,
-            overrides=tuple(set_ or ()),
+            overrides=(*(set_ or ()), *([f"run.target_kept={target_kept}"] if target_kept is not None else [])),
             address=address,
             executor=executor,
         )
@@ -168,6 +170,28 @@ def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) 
 
 
 @app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage's shards ('final' or the last stage: final/).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Shards hashed at once.")] = 4,
+) -> None:
+    """Re-hash every committed shard (each stage's and final/) against its marker; non-zero exit on a mismatch.
+
+    A resume checks shards cheaply (output.verify: index, sizes and tar headers); this reads the whole run."""
+    from datagen.config import load_run_config
+    from datagen.pipeline.verify import verify_run
+    from datagen.store.paths import RunPaths
+
+    report = verify_run(load_run_config(run_dir), RunPaths(run_dir), stage, jobs)
+    for line in report.problems:
+        typer.echo(line, err=True)
+    typer.echo(f"{report.checked} shards checked ({report.bytes / 1e9:.2f} GB), {len(report.problems)} problems")
+    if report.problems:
+        typer.echo("a resume with --set output.verify=sha256 redoes them", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
 def train(
     config: Annotated[str, typer.Option("--config", "-c", help="Training YAML, or a bundled name (train_sigma, train_tiny).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dir: checkpoints/, lora/, logs.")],
@@ -246,24 +270,7 @@ def sample(
 
 app.add_typer(eval_app, name="eval")
 
-export_app = typer.Typer(help="Export a finished run to other formats.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
-
-
-@export_app.command("hf")
-def export_hf(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the dataset (save_to_disk) and its README.md card.")],
-    push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="Also upload to this hub repo (user/name).")] = None,
-    private: Annotated[bool, typer.Option("--private", help="With --push-to-hub: create the repo private.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
-    quality: Annotated[Optional[Path], typer.Option("--quality", help="A `datagen eval data` report dir: the card states its figures.")] = None,
-) -> None:
-    """A Hugging Face dataset, one row per final sample, with a dataset card."""
-    from datagen.export.hf import export_hf as run_export
-
-    typer.echo(run_export(run_dir, out, overwrite=overwrite, push_to_hub=push_to_hub, private=private,
-                          say=lambda m: typer.echo(m, err=True), quality=quality))  # fmt: skip
 
 
 @app.command()
@@ -286,11 +293,17 @@ def browse(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the static viewer (open index.html).")],
     limit: Annotated[Optional[int], typer.Option("--limit", help="At most this many samples.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Render on N local Ray workers (default: the machine's cores, or 1 below 1,000 samples; 1: in this process, no Ray).")] = None,
 ) -> None:
-    """A static HTML viewer: thumbnails with filters, a page per sample with overlay toggles."""
-    from datagen.views.browse import write_browser
+    """A static HTML viewer: paged thumbnails with filters, a page per sample with overlay toggles."""
+    import os
+    from functools import partial
 
-    typer.echo(str(write_browser(run_dir, out, limit=limit, overwrite=overwrite)))
+    from datagen.pipeline.ray_map import ray_map
+    from datagen.views.browse import default_workers, write_browser
+
+    map_items = partial(ray_map, workers=workers or default_workers(run_dir, limit, os.cpu_count() or 1))
+    typer.echo(str(write_browser(run_dir, out, limit=limit, overwrite=overwrite, map_items=map_items)))
 
 
 @app.command("tiny-models")

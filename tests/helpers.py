@@ -48,7 +48,7 @@ def rewrite_as_v2(run_dir: Path) -> None:
     from datagen.recipe.filters import mask_figures
     from datagen.recipe.instances import exclusive_by_depth
     from datagen.store.paths import stats_beside
-    from datagen.store.shards import commit_tar, read_tar
+    from datagen.store.shards import commit_tar, read_tar, tar_index_sha256
 
     for shard in sorted((Path(run_dir) / "final").glob("shard-*.tar")):
         members = []
@@ -65,5 +65,5 @@ def rewrite_as_v2(run_dir: Path) -> None:
             members += [(f"{key}.{name}", data) for name, data in encoded.items()]
         sha, size = commit_tar(shard, members)
         stats = json.loads(stats_beside(shard).read_text())
-        stats.update(sha256=sha, size=size)
+        stats.update(sha256=sha, size=size, index_sha256=tar_index_sha256(shard))
         stats_beside(shard).write_text(json.dumps(stats))

@@ -97,6 +97,11 @@ def test_truncated_intermediate_shard_is_redone(tmp_path, small_config_file):
     before = {p.name: p.read_bytes() for p in (run / "final").glob("*.tar")}
     tar = run / "stages" / "t2i" / "shard-000001.tar"
     tar.write_bytes(tar.read_bytes()[:3000])
+    # Shard 1 is finished: its final output counts, so the damage below it is left alone ...
+    r = run_cli("run", "--config", str(small_config_file), "--out", str(run), "--executor", "local")
+    assert r.returncode == 0 and "nothing to do" in r.stderr
+    # ... until the final output is gone too: then the truncated stage and those after it rerun.
+    (run / "final" / "shard-000001.tar").unlink()
     r = run_cli("run", "--config", str(small_config_file), "--out", str(run), "--executor", "local")
     assert r.returncode == 0 and "Traceback" not in r.stderr
     assert "1 of 3 shards to process" in r.stderr

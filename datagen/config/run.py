@@ -62,6 +62,23 @@ class FilterRules(Strict):
         return self
 
 
+def parse_buckets(buckets: dict[str, int]) -> list[tuple[int, int, int]]:
+    """{"3-4": 9000, "5": 100} -> [(3, 4, 9000), (5, 5, 100)], sorted; ValueError naming a bad one."""
+    out = []
+    for key, count in buckets.items():
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", str(key))
+        if m is None or int(m.group(1)) < 1 or int(m.group(2) or m.group(1)) < int(m.group(1)):
+            raise ValueError(f"target_buckets: {key!r} is not a subject count or range like '3-4'")
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"target_buckets.{key}: must be a positive number of samples (got {count!r})")
+        out.append((int(m.group(1)), int(m.group(2) or m.group(1)), count))
+    out.sort()
+    for (_, hi, _), (lo, _, _) in zip(out, out[1:]):
+        if lo <= hi:
+            raise ValueError(f"target_buckets: ranges overlap at {lo} subjects")
+    return out
+
+
 class RunSection(Strict):
     name: str = "run"
     seed: int = Field(0, ge=0)
@@ -73,6 +90,36 @@ class RunSection(Strict):
     shard_size: int = Field(16, gt=0)
     width: int = Field(512, ge=32, le=4096)
     height: int = Field(512, ge=32, le=4096)
+    target_kept: int | None = Field(
+        None, gt=0, description="run until this many samples are kept, then keep exactly the first ones in "
+        "index order (datagen.pipeline.target); num_samples is then the first estimate",
+    )
+    target_first_share: float = Field(
+        0.5, gt=0, le=1, description="with a target: the share of num_samples (the first estimate) the first "
+        "round runs; later rounds are sized by the survival measured, so a high estimate is not all spent",
+    )
+    target_buckets: dict[str, int] = Field(
+        default_factory=dict, description="kept samples per subject-count bucket, e.g. {'3-4': 9000, '5-10': "
+        "18000}: the first ones of each bucket in index order; target_kept is their sum",
+    )
+
+    @field_validator("target_buckets")
+    @classmethod
+    def _buckets(cls, v: dict[str, int]) -> dict[str, int]:
+        parse_buckets(v)  # raises ValueError naming the bad bucket
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> "RunSection":
+        total = sum(self.target_buckets.values())
+        if self.target_buckets and self.target_kept is not None and self.target_kept != total:
+            raise ValueError(f"target_kept ({self.target_kept}) must equal the sum of target_buckets ({total})")
+        return self
+
+    @property
+    def kept_target(self) -> int | None:
+        """The kept samples a `--target-kept` run stops at (the buckets' sum when they are given)."""
+        return sum(self.target_buckets.values()) if self.target_buckets else self.target_kept
 
     @field_validator("name")
     @classmethod
@@ -90,8 +137,11 @@ class OutputConfig(Strict):
     write_crops: bool | None = Field(
         None, description="sigma-set/1 runs only, ignored now: sigma-set/2 stores no crops (readers derive them)"
     )
-    verify: Literal["sha256", "size"] = Field(
-        "sha256", description="how a resumed run checks committed shards before reusing them"
+    verify: Literal["index", "size", "sha256"] = Field(
+        "index",
+        description="how a resumed run checks committed shards before reusing them: index (size and a "
+        "checksum of the tar's member headers, cheap), size, or sha256 (re-reads the whole run; "
+        "`datagen verify RUN` does the same on demand)",
     )
 
 
@@ -170,7 +220,8 @@ class RunConfig(Strict):
         d = self.model_dump(mode="json")
         d.pop("ray")
         d.pop("models_dir")  # where weights are found, not which: ids and revisions stay in
-        d["run"].pop("num_samples")  # the size of a run, not what one sample looks like
+        for size_key in ("num_samples", "target_kept", "target_first_share", "target_buckets"):
+            d["run"].pop(size_key)  # the size of a run, not what one sample looks like
         d["run"].pop("name")  # a label
         for name in STAGE_NAMES:
             if name not in self.stages.order:  # a generating run's recipe is what it was before ingest existed
@@ -181,6 +232,9 @@ class RunConfig(Strict):
         if d["source"] is None:
             d.pop("source")
         d["simulate"].pop("time_scale")  # how long, not what
+        # How a resume checks shards, not what they hold: pinned to the old default, so changing
+        # it (or the default's move to index) keeps every fingerprint and earlier runs' hashes.
+        d["output"]["verify"] = "sha256"
         if self.simulate.enabled:  # the drawn rejects change the samples
             rates = {"sample_reject", "subject_drop"}
             d["simulate"]["rates"] = {n: self.stages.stage(n).cost.model_dump(include=rates) for n in self.stages.order}

@@ -1,4 +1,4 @@
-"""The dataset card (README.md) of `datagen export hf`, rendered from data_cards/sigma_set.md.
+"""The dataset card (README.md) of every `datagen export`, rendered from data_cards/sigma_set.md.
 
 `huggingface_hub.DatasetCard.from_template` writes the YAML front matter (licence, task,
 tags, size, the `configs` that let `load_dataset(REPO)` read the Arrow files, and the
@@ -6,11 +6,16 @@ features); the body shows the run's own figures, read from the markers the run c
 (datagen.views.status) and from the rows as they were exported (ExportTally, and the saved
 `schema` column: which format the samples were stored in, and how many were converted from
 sigma-set/1).
+
+The other formats (sigma, omnigen2, uno) get the same card (`card_fields`), named after the
+format, with a section on the format in place of the ones about the Arrow rows
+(`render_format_card`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -190,26 +195,15 @@ def card_data(n: int, pretty_name: str, dataset_info: Any, tags: list[str] = TAG
     return data
 
 
-def render_card(
-    dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None, quality: dict | None = None
-) -> str:
-    """The README.md text for the dataset saved in `dest` from `run_dir`."""
-    from datasets import load_from_disk
-    from huggingface_hub import DatasetCard
-
+def card_fields(
+    run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], schemas: Counter, quality: dict | None = None
+) -> dict[str, Any]:
+    """The template's figures of the run and of the exported samples (`schemas`: the version each
+    sample was stored in -> samples), whatever format they were exported to."""
     paths = RunPaths(run_dir)
-    ds = load_from_disk(str(dest))
-    schemas = Counter(ds["schema"])  # the version each sample was stored in
-    info = ds.info
-    info.splits = None  # the split sizes are stated in the body; the Arrow builder recounts them
     statuses = collect_status(cfg, paths)
     stats = [shard_stats(s) for s in shards]
-    pretty_name = f"{cfg.run.name} ({', '.join(sorted(schemas)) or SCHEMA_V2})"
-    card = DatasetCard.from_template(
-        card_data(tally.rows, pretty_name, info, _tags(tally)),
-        template_path=str(data_cards_dir() / TEMPLATE),
-        pretty_name=pretty_name,
-        repo_id=repo_id,
+    return dict(
         run=cfg.run,
         run_dir=str(run_dir),
         layout=SCHEMA_V2,
@@ -234,6 +228,31 @@ def render_card(
         sources=_sources(tally),
         beyond_paper=beyond_paper(cfg) if PROMPTS_STAGE in cfg.stages.order else None,
     )
+
+
+def _pretty_name(cfg: RunConfig, schemas: Counter) -> str:
+    return f"{cfg.run.name} ({', '.join(sorted(schemas)) or SCHEMA_V2})"
+
+
+def render_card(
+    dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], repo_id: str | None, quality: dict | None = None
+) -> str:
+    """The README.md text for the dataset saved in `dest` from `run_dir`."""
+    from datasets import load_from_disk
+    from huggingface_hub import DatasetCard
+
+    ds = load_from_disk(str(dest))
+    schemas = Counter(ds["schema"])  # the version each sample was stored in
+    info = ds.info
+    info.splits = None  # the split sizes are stated in the body; the Arrow builder recounts them
+    pretty_name = _pretty_name(cfg, schemas)
+    card = DatasetCard.from_template(
+        card_data(tally.rows, pretty_name, info, _tags(tally)),
+        template_path=str(data_cards_dir() / TEMPLATE),
+        pretty_name=pretty_name,
+        repo_id=repo_id,
+        **card_fields(run_dir, cfg, tally, shards, schemas, quality),
+    )
     return str(card).rstrip("\n") + "\n"
 
 
@@ -242,4 +261,75 @@ def write_card(
 ) -> Path:
     path = dest / "README.md"
     path.write_text(render_card(dest, run_dir, cfg, tally, shards, repo_id, quality), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- the card of another format
+
+# Sections of the template that describe the Arrow rows of `export hf`; another format's card
+# states its own layout instead (FormatCard.body).
+HF_ONLY_SECTIONS = ("Loading", "Columns")
+
+
+@dataclass
+class FormatCard:
+    """What a format's card says about the format itself; the rest is the run's card."""
+
+    title: str  # e.g. "SIGMA (Bagel interleaved parquet)"
+    trainer: str  # which trainer reads it, in one line
+    body: str  # markdown: the layout and how to point the trainer at it
+    tags: list[str] = field(default_factory=list)
+
+
+def _without_sections(text: str, titles: tuple[str, ...]) -> str:
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            skipping = line[3:].strip() in titles
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def _format_section(fmt: FormatCard) -> str:
+    return (
+        f"## Format: {fmt.title}\n\n"
+        f"**Read by:** {fmt.trainer}\n\n"
+        "This directory holds the run's samples laid out for that trainer; the rest of this card\n"
+        "describes the samples they came from (the run's own figures). Only what the format carries\n"
+        "is here: `datagen export hf` keeps every field (masks, depth, 3D boxes).\n\n"
+        f"{fmt.body.strip()}\n\n"
+    )
+
+
+def render_format_card(
+    run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], schemas: Counter, fmt: FormatCard,
+    quality: dict | None = None,
+) -> str:  # fmt: skip
+    """The README.md of an export to another trainer's format: the run's card, named after the
+    format, with the format's own section in place of the Arrow rows' (HF_ONLY_SECTIONS)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    pretty_name = f"{_pretty_name(cfg, schemas)} as {fmt.title}"
+    data = DatasetCardData(
+        license="other",  # a placeholder the user replaces: the card's licence section says why
+        task_categories=["text-to-image", "image-to-image"],
+        tags=[*_tags(tally), *fmt.tags],
+        size_categories=[size_category(tally.rows)],
+        pretty_name=pretty_name,
+    )
+    fields = {**card_fields(run_dir, cfg, tally, shards, schemas, quality), "converted": 0}  # no /2 member is rebuilt here
+    text = str(DatasetCard.from_template(data, template_path=str(data_cards_dir() / TEMPLATE), pretty_name=pretty_name,
+                                         repo_id=None, **fields))  # fmt: skip
+    text = _without_sections(text, HF_ONLY_SECTIONS)
+    at = text.find("\n## ") + 1 or len(text)
+    return (text[:at] + _format_section(fmt) + text[at:]).rstrip("\n") + "\n"
+
+
+def write_format_card(
+    dest: Path, run_dir: Path, cfg: RunConfig, tally: ExportTally, shards: list[Path], schemas: Counter, fmt: FormatCard,
+    quality: dict | None = None,
+) -> Path:  # fmt: skip
+    path = dest / "README.md"
+    path.write_text(render_format_card(run_dir, cfg, tally, shards, schemas, fmt, quality), encoding="utf-8")
     return path

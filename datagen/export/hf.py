@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,18 +30,17 @@ from typing import Any
 import numpy as np
 
 from datagen.errors import UserError
+from datagen.export.common import check_count, open_run, progress, sample_source, tally_sample
 from datagen.export.tally import ExportTally
-from datagen.final.read import FinalSample, count_final_samples, final_shards, iter_final_samples
+from datagen.final.read import FinalSample, iter_final_samples
 from datagen.models.hub import hub_offline, require
 from datagen.final.writer import geometry_members
 from datagen.recipe.instances import decode_instances, exclusive_by_depth
-from datagen.store.output_guard import refuse_existing, staged_dir
-from datagen.config import load_run_config
+from datagen.store.output_guard import staged_dir
 from datagen.schema import DEPTH_PNG_FIELD, IDENTITIES_FIELD, IMAGE_FIELDS, INSTANCES_FIELD, SCHEMA_V2
 
 # Rows per Arrow record batch: a 1024² row (image, depth, instance map, stacked identities) is a few MB.
 WRITER_BATCH = 16
-SAY_EVERY = 1000
 BUILD_CACHE = ".build-cache"
 
 # Keys with their own typed column; anything else a stage adds goes to `extra_json`.
@@ -131,7 +129,6 @@ def sample_row(sample: FinalSample) -> dict[str, Any]:
     meta, key = sample.meta, sample.key
     image_field = next(f for f in IMAGE_FIELDS if f in sample.members)
     members, depth_info = v2_members(sample)
-    generated = {"kind": "generated", "dataset": meta["provenance"]["run_id"], "id": key}  # what /1 implies
     return {
         "key": key,
         "shard": sample.shard.name,
@@ -145,7 +142,7 @@ def sample_row(sample: FinalSample) -> dict[str, Any]:
         "identities": _image(key, IDENTITIES_FIELD, members[IDENTITIES_FIELD]),
         "depth": _image(key, DEPTH_PNG_FIELD, members[DEPTH_PNG_FIELD]),
         "depth_info": depth_info,
-        "source": {"licence": None, "citation": None, **(meta.get("source") or generated)},
+        "source": sample_source(meta, key),  # a /1 sample's is what /1 implies
         "camera": meta["camera"],
         "generation_json": _json(meta["generation"]),
         "provenance": meta["provenance"],
@@ -155,23 +152,13 @@ def sample_row(sample: FinalSample) -> dict[str, Any]:
     }
 
 
-def _rows(run_dir: str, tally: ExportTally, say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
+def _rows(run_dir: str, tally: ExportTally, step: Callable[[], None], limit: int | None = None) -> Iterator[dict[str, Any]]:
     # Each sample keeps its own size: an ingested one is as big as its source image, whatever the
     # run's width/height say (the decoder has checked its members against its json's width/height).
-    for sample in iter_final_samples(Path(run_dir)):
+    for sample in iter_final_samples(Path(run_dir), limit):
         row = sample_row(sample)
-        tally.rows += 1
-        tally.sizes[(row["width"], row["height"])] += 1
-        tally.subjects[len(row["subjects"])] += 1
-        tally.kinds[row["source"]["kind"]] += 1
-        for stage, model in sample.meta["generation"].get("models", {}).items():
-            tally.models.setdefault(stage, Counter())[model] += 1
-        tally.provenance[tuple(sample.meta["provenance"][k] for k in ("run_id", "config_sha256", "datagen_version"))] += 1
-        tally.truth += row["truth_json"] is not None
-        if row["source"]["kind"] == "ingested":
-            tally.sources[(row["source"]["dataset"], row["source"]["licence"], row["source"]["citation"])] += 1
-        if tally.rows % SAY_EVERY == 0:
-            say(f"export: {tally.rows} samples")
+        tally_sample(tally, sample)
+        step()
         yield row
 
 
@@ -187,18 +174,19 @@ def _quiet_progress(datasets: Any) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def build_dataset(run_dir: Path, dest: Path, say: Callable[[str], None]) -> ExportTally:
-    """Write every final sample of `run_dir` into `dest` with save_to_disk; returns the tally."""
+def build_dataset(run_dir: Path, dest: Path, say: Callable[[str], None], limit: int | None = None, expected: int = 0) -> ExportTally:
+    """Write the final samples of `run_dir` (the first `limit`) into `dest` with save_to_disk;
+    returns the tally. `expected`: the samples the progress bar counts to."""
     datasets = require("datasets", "export")
     tally = ExportTally()
     cache = dest / BUILD_CACHE  # from_generator's Arrow cache: inside the staged dir, not ~/.cache
-    with _quiet_progress(datasets):
+    with _quiet_progress(datasets), progress(expected, say, "export hf") as step:
         try:
             ds = datasets.Dataset.from_generator(
                 _rows,
                 features=sample_features(),
                 cache_dir=str(cache),
-                gen_kwargs={"run_dir": str(run_dir), "tally": tally, "say": say},
+                gen_kwargs={"run_dir": str(run_dir), "tally": tally, "step": step, "limit": limit},
                 fingerprint="datagen-export-hf",  # a fresh cache dir each time: nothing stale to reuse
                 writer_batch_size=WRITER_BATCH,
             )
@@ -301,10 +289,11 @@ def upload(out: Path, repo_id: str, *, private: bool, say: Callable[[str], None]
 
 def export_hf(
     run_dir: Path, out: Path, *, overwrite: bool, push_to_hub: str | None, private: bool, say: Callable[[str], None],
-    quality: Path | None = None,
+    quality: Path | None = None, limit: int | None = None,
 ) -> str:  # fmt: skip
     """Export `run_dir`'s final samples to `out` (save_to_disk + README.md); optionally upload it.
-    `quality`: a `datagen eval data` report whose figures the card states."""
+    `quality`: a `datagen eval data` report whose figures the card states; `limit`: at most this
+    many samples, the first in key order."""
     from datagen.eval.data_quality import read_report
     from datagen.export.card import write_card
 
@@ -313,20 +302,16 @@ def export_hf(
     run_dir, out = Path(run_dir), Path(out)
     if push_to_hub is not None:
         check_repo_id(push_to_hub)  # before anything is read or written
-    shards = final_shards(run_dir)
-    expected = count_final_samples(run_dir)
-    cfg = load_run_config(run_dir)
-    refuse_existing(out, overwrite, protect=run_dir)  # before the (slow) export, not after it
+    source = open_run(run_dir, out, overwrite, limit)  # before the (slow) export, not after it
     for module in ("datasets", "huggingface_hub", "jinja2"):  # jinja2: DatasetCard.from_template renders with it
         require(module, "export")
     _check_datasets_version()
-    say(f"export: {expected} samples from {len(shards)} final shards of {run_dir}")
+    say(f"export: {source.expected} samples from {len(source.shards)} final shards of {run_dir}")
     with staged_dir(out, overwrite, protect=run_dir) as tmp:
-        tally = build_dataset(run_dir, tmp, say)
-        if tally.rows != expected:
-            raise UserError(f"export: read {tally.rows} samples but the final shards' stats say {expected} (a shard changed?)")
-        write_card(tmp, run_dir, cfg, tally, shards, repo_id=push_to_hub, quality=report)
-        _check_readback(tmp, expected)
+        tally = build_dataset(run_dir, tmp, say, limit, source.expected)
+        check_count(tally.rows, source)
+        write_card(tmp, run_dir, source.cfg, tally, source.shards, repo_id=push_to_hub, quality=report)
+        _check_readback(tmp, source.expected)
     done = f"wrote {tally.rows} rows to {out} (card: {out / 'README.md'})"
     if push_to_hub is None:
         return done

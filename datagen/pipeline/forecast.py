@@ -80,7 +80,20 @@ def forecast(cfg: RunConfig, num_samples: int, gpus: int, cpus: int, measured_ru
         "estimated_stages": [s["stage"] for s in stages if s["source"] == "estimate" and (s["gpu_hours"] or s["cpu_hours"])],
         "measured_from": str(measured_run) if measured_run else None,
         "beyond_paper": beyond_paper(cfg),
+        "target": _target_shards(cfg, num_samples, kept),
     }
+
+
+def _target_shards(cfg: RunConfig, num_samples: int, kept: float) -> dict[str, Any] | None:
+    """With `run.target_kept`: the shards the expected survival needs against the first estimate."""
+    target = cfg.run.kept_target
+    if target is None or kept <= 0:
+        return None
+    size = cfg.run.shard_size
+    first = -(-num_samples // size)
+    expected = -(-round(target * num_samples / kept) // size)
+    return {"target_kept": target, "expected_survival": round(kept / num_samples, 4), "first_shards": first,
+            "expected_shards": expected, "expected_extra_shards": expected - first, "shard_size": size}
 
 
 def render(report: dict[str, Any]) -> list[str]:
@@ -104,6 +117,12 @@ def render(report: dict[str, Any]) -> list[str]:
         f"bottleneck: {report['bottleneck']}; about {report['wall_hours']:.1f} h of wall clock on {report['gpus']} GPUs "
         f"plus ~{report['fill_drain_hours']:.2f} h of pipeline fill and drain (shard_size sets it)",
     ]
+    if t := report.get("target"):
+        extra = t["expected_extra_shards"]
+        more = (f"about {extra} shard(s) of {t['shard_size']} added in rounds"
+                if extra > 0 else f"the first estimate holds {-extra} shard(s) more than needed: they end in surplus/")
+        lines.append(f"target: {t['target_kept']} kept at the expected survival {t['expected_survival']:.2f} needs about "
+                     f"{t['expected_shards']} shards against the first estimate's {t['first_shards']}: {more}")
     beyond = report.get("beyond_paper", [])
     lines.append(f"beyond the paper: {len(beyond)} rule(s)" + (" (configs/sigma_set27k_paper.yaml has none)" if beyond else ": the paper's recipe"))
     lines += [f"  - {rule}" for rule in beyond]

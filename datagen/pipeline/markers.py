@@ -6,12 +6,18 @@ beside the final tar, holding every stage's figures for that shard. The marker i
 last, so a shard without one is not done.
 
 One rule says when a marker counts: it names the fingerprint the current settings give, and
-the output beside it has the recorded size; `verify="sha256"` (what `datagen run` uses unless
-`output.verify: size`) also re-hashes the output. Status, reports, viewers and resume all ask
-here. Readers of the dataset (datagen.final.read) pass `fingerprint=None`: a finished final
-shard is whole whatever settings made it (an older datagen, an edited config), so old runs
-stay readable while `status` and resume judge them by the current settings. The final stage's different file and layout are hidden behind `RunMarkers`: callers ask
-for a stage's marker, output or own figures and never test whether the stage is the last.
+the output beside it has the recorded size. A resume checks more, as `output.verify` says:
+`index` (the default) also reads the tar's member headers and compares their checksum with the
+marker's `index_sha256` (a marker from before it was recorded falls back to the size), and
+`sha256` re-hashes the whole output. The trade-off of the default: data bytes changed in place
+at the same size go unseen until `datagen verify RUN` (datagen.pipeline.verify) or a resume with
+`output.verify: sha256`. Status, reports, viewers and resume all ask here.
+
+Readers of the dataset (datagen.final.read) pass `fingerprint=None`: a finished final shard
+is whole whatever settings made it (an older datagen, an edited config), so old runs stay
+readable while `status` and resume judge them by the current settings. The final stage's
+different file and layout are hidden behind `RunMarkers`: callers ask for a stage's marker,
+output or own figures and never test whether the stage is the last.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from datagen.config import RunConfig
 from datagen.pipeline.fingerprint import stage_fingerprints
 from datagen.store.codec import encode_json
 from datagen.store.paths import RunPaths
-from datagen.store.shards import commit_bytes, file_sha256
+from datagen.store.shards import commit_bytes, file_sha256, tar_index_sha256
 
-Verify = Literal["size", "sha256"]
+Verify = Literal["size", "index", "sha256"]
 
 # Per-stage figures the final stats keep for each shard: the run's measured cost model, and
 # idcheck's identity_repair (subjects kept on the first edit, repaired, dropped).
@@ -132,6 +138,9 @@ class RunMarkers:
             return None
         if verify == "sha256" and file_sha256(tar) != marker.get("sha256"):
             return None
+        recorded = marker.get("index_sha256")
+        if verify == "index" and recorded is not None and tar_index_sha256(tar) != recorded:
+            return None
         return marker
 
     def damage(self, stage: str, shard: int, fingerprint: str | None) -> str | None:
@@ -195,7 +204,7 @@ class RunMarkers:
                 samples_in = m.get("samples_in", samples_in)
         histogram = Counter(subject_counts)
         return {
-            **{k: own[k] for k in ("stage", "shard", "fingerprint", "input_sha256", "sha256", "size")},
+            **{k: own[k] for k in ("stage", "shard", "fingerprint", "input_sha256", "sha256", "size", "index_sha256")},
             "samples_in": samples_in,
             "samples_written": own["samples_out"],
             "samples_rejected": sum(sum(v.values()) for v in rejected.values()),

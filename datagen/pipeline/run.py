@@ -129,9 +129,15 @@ def say(msg: str) -> None:
 
 
 def execute(req: RunRequest) -> RunReport:
+    from datagen.pipeline.kept_target import Target
+    from datagen.pipeline.target import reach_target
+
     cfg, out = resolve_config(req)
     validate_pipeline(cfg)
     selected = parse_stages(req.stages, cfg.stages.order)
+    target = Target.of(cfg)
+    if target is not None and selected != cfg.stages.order:
+        raise UserError("--target-kept: counts what the final stage keeps, so it runs every stage (--stages all)")
     if cfg.ray.address and req.executor != "local":
         from datagen.pipeline.ray_runner import check_address
 
@@ -139,29 +145,53 @@ def execute(req: RunRequest) -> RunReport:
     paths = prepare_run_dir(out)
     say(f"run directory: {paths.root.resolve()}")
     with run_lock(paths):
-        try:
-            commit_bytes(paths.run_yaml, dump_config(cfg).encode())
-        except OSError as e:
-            raise UserError(f"{paths.run_yaml}: cannot write ({os.strerror(e.errno) if e.errno else e})") from None
+        own_yaml = req.config is None and paths.run_yaml.is_file()  # resuming: num_samples is how far it got
+        _write_run_yaml(paths, cfg)
         sweep_temp_files(paths.root)
-        jobs = make_plan(cfg, paths, selected)
-        todo = [j for j in jobs if j.run]
-        blocked = [j for j in jobs if j.blocked]
-        for reason in sorted({j.blocked for j in blocked if j.blocked}):
-            shards = [j.shard for j in blocked if j.blocked == reason]
-            say(f"{len(shards)} shard(s) skipped ({_shard_list(shards)}): {reason}; run the earlier stages first")
-        if not todo:
-            if not blocked:
-                say("nothing to do: every requested (stage, shard) is committed and current")
-            return _report(cfg, paths, [], jobs, blocked)
-        clear_failures(cfg, paths, todo)
-        runs = sum(len(j.run) for j in todo)
-        say(f"{len(todo)} of {len(jobs)} shards to process ({runs} stage-shard steps), stages: {', '.join(selected)}")
-        start = time.perf_counter()
-        with ProgressWatcher(cfg, paths, todo):
-            outcomes = _dispatch(cfg, paths, todo, req)
-        say(f"finished in {time.perf_counter() - start:.1f}s")
-        return _report(cfg, paths, outcomes, jobs, blocked)
+        if target is None:
+            return _report(cfg, paths, *_run_round(cfg, paths, selected, req))
+        outcomes: list[Outcome] = []
+        last: list = [[], []]
+
+        def run_round(round_cfg: RunConfig) -> bool:
+            _write_run_yaml(paths, round_cfg)  # status and the viewers see the run's size so far
+            done, jobs, blocked = _run_round(round_cfg, paths, selected, req)
+            outcomes.extend(done)
+            last[:] = [jobs, blocked]
+            return not blocked and not any(o.status == "failed" for o in done)
+
+        ended = reach_target(cfg, paths, run_round, say, resuming=own_yaml)
+        _write_run_yaml(paths, ended)
+        return _report(ended, paths, outcomes, *last)
+
+
+def _write_run_yaml(paths: RunPaths, cfg: RunConfig) -> None:
+    try:
+        commit_bytes(paths.run_yaml, dump_config(cfg).encode())
+    except OSError as e:
+        raise UserError(f"{paths.run_yaml}: cannot write ({os.strerror(e.errno) if e.errno else e})") from None
+
+
+def _run_round(cfg: RunConfig, paths: RunPaths, selected: list[str], req: RunRequest):
+    """Plan against what is committed and run what is not: (outcomes, jobs, blocked jobs)."""
+    jobs = make_plan(cfg, paths, selected)
+    todo = [j for j in jobs if j.run]
+    blocked = [j for j in jobs if j.blocked]
+    for reason in sorted({j.blocked for j in blocked if j.blocked}):
+        shards = [j.shard for j in blocked if j.blocked == reason]
+        say(f"{len(shards)} shard(s) skipped ({_shard_list(shards)}): {reason}; run the earlier stages first")
+    if not todo:
+        if not blocked:
+            say("nothing to do: every requested (stage, shard) is committed and current")
+        return [], jobs, blocked
+    clear_failures(cfg, paths, todo)
+    runs = sum(len(j.run) for j in todo)
+    say(f"{len(todo)} of {len(jobs)} shards to process ({runs} stage-shard steps), stages: {', '.join(selected)}")
+    start = time.perf_counter()
+    with ProgressWatcher(cfg, paths, todo):
+        outcomes = _dispatch(cfg, paths, todo, req)
+    say(f"finished in {time.perf_counter() - start:.1f}s")
+    return outcomes, jobs, blocked
 
 
 def _shard_list(shards: list[int], most: int = 8) -> str:

@@ -24,7 +24,7 @@ from datagen.store.paths import RunPaths
 from datagen.pipeline.resume import ShardJob
 from datagen.pipeline.markers import RunMarkers
 from datagen.store.inflight import Rejected, Sample, read_stage_samples, write_members
-from datagen.store.shards import commit_tar
+from datagen.store.shards import commit_tar, tar_index_sha256
 from datagen.pipeline.preflight import build_stage
 
 log = logging.getLogger("datagen.shard")
@@ -161,10 +161,12 @@ class ShardTask:
             "rejected_subjects": dict(sorted(Counter(_subject_rejects(samples, name)).items())),
             **self.stage.shard_figures(samples),  # a stage's own counts (idcheck: identity_repair)
         }
-        sha, size = commit_tar(self.markers.output_tar(name, shard), self._members(kept))
+        out = self.markers.output_tar(name, shard)
+        sha, size = commit_tar(out, self._members(kept))
         marker.update(
             sha256=sha,
             size=size,
+            index_sha256=tar_index_sha256(out),  # what a resume checks by default (output.verify)
             wall_s=round(time.perf_counter() - start, 4),
             cpu_s=round(time.process_time() - cpu_start, 4),  # all threads of this worker
             # Wall-clock span, for utilisation over a run (benchmarks, `datagen plan --from`).

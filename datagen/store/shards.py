@@ -112,6 +112,41 @@ def _read_member(path: Path, tar: tarfile.TarFile, info: tarfile.TarInfo) -> byt
     return data
 
 
+def tar_index_sha256(path: Path) -> str | None:
+    """A checksum of a tar's index, read without its data: the cheap check of a committed shard.
+
+    sha256 over every member's 512-byte header block (name, size, mode, type, header checksum),
+    in file order, then the offset where the archive ends: it reads one block per member,
+    seeking past the data. A member renamed, resized, added, dropped or reordered, or a file cut
+    short, changes it; data bytes changed in place at the same size do not (only sha256 sees
+    those: `output.verify: sha256`, `datagen verify`). None when the file does not read as a tar.
+    """
+    h, offset = hashlib.sha256(), 0
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        end = os.fstat(fd).st_size
+        while True:
+            block = os.pread(fd, tarfile.BLOCKSIZE, offset)  # one system call per member
+            if len(block) < tarfile.BLOCKSIZE:
+                return None  # cut short before the end-of-archive block
+            if block == tarfile.NUL * tarfile.BLOCKSIZE:
+                break
+            h.update(block)
+            size = tarfile.nti(block[124:136])  # the header's size field (octal or base-256)
+            offset += tarfile.BLOCKSIZE * (1 + -(-size // tarfile.BLOCKSIZE))
+            if size < 0 or offset > end:
+                return None
+    except (OSError, tarfile.InvalidHeaderError):
+        return None
+    finally:
+        os.close(fd)
+    h.update(f"end:{offset}".encode())
+    return h.hexdigest()
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -117,7 +117,7 @@ def test_show_and_browse_read_a_v2_run(v1_run, v2_run, tmp_path):
     assert run_cli("show", str(v2_run), "--out", str(tmp_path / "sheet.png")).returncode == 0
     done = run_cli("browse", str(v2_run), "--out", str(tmp_path / "site"))
     assert done.returncode == 0, done.stderr
-    pages = list((tmp_path / "site").rglob("id_00.png"))
+    pages = list((tmp_path / "site").rglob("identities.png"))
     assert len(pages) == sum(1 for _ in iter_final_samples(v1_run))
 
 

@@ -37,3 +37,21 @@ def test_plan_bad_input_is_one_line(tmp_path):
         r = run_cli("plan", *args)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr)
         assert r.stderr.strip().startswith("datagen: error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_plan_shows_the_shards_a_target_needs():
+    from datagen.config import load_config, resolve_config_path
+    from datagen.pipeline.forecast import forecast, render
+
+    for target in (27000, 20000):
+        cfg = load_config(resolve_config_path("sigma_set27k"), [f"run.target_kept={target}"])
+        report = forecast(cfg, cfg.run.num_samples, 8, 64)
+        t = report["target"]
+        survival = report["expected_kept"] / cfg.run.num_samples
+        assert t["expected_survival"] == round(survival, 4)
+        assert t["expected_shards"] == -(-round(target / survival) // cfg.run.shard_size)
+        assert t["expected_extra_shards"] == t["expected_shards"] - cfg.num_shards
+        line = next(x for x in render(report) if x.startswith("target:"))
+        assert ("added in rounds" in line) == (t["expected_extra_shards"] > 0)
+    plain = load_config(resolve_config_path("sigma_set27k"))
+    assert forecast(plain, plain.run.num_samples, 8, 64)["target"] is None

@@ -66,6 +66,9 @@ def test_damage_is_repaired_to_the_same_bytes(small_cfg, tmp_path):
         f.truncate(1000)
     with open(paths.stage_tar("segment", 2), "r+b") as f:
         f.truncate(500)
+    # A finished shard is not redone for a damaged intermediate: only its final output counts.
+    assert _todo(small_cfg, paths) == {0: ["filter"], 1: ["filter"]}
+    paths.final_tar(2).unlink()
     tmp_path_for(paths.final_tar(2)).write_bytes(b"half a shard")
     todo = _todo(small_cfg, paths)
     assert todo == {0: ["filter"], 1: ["filter"], 2: ["segment", "depth", "boxes", "repose", "idcheck", "filter"]}

@@ -4,6 +4,7 @@ itself opened from file:// in headless Chromium (filters, toggles, images, conso
 from __future__ import annotations
 
 import shutil
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from helpers import run_cli
 from PIL import Image
 
 from datagen.views.browse import write_browser
-from datagen.views.browse_media import LAYERS, SampleMedia, layer_scale
+from datagen.views.browse_media import LAYERS, SampleMedia
 from datagen.views.browse_pages import card_of, index_html, sample_html
 from datagen.final.read import iter_final_samples
 
@@ -155,11 +156,18 @@ def test_sample_page_toggles_navigation_and_screenshot(driver, viewer, expected,
     depth_box = driver.find_element(By.CSS_SELECTOR, 'input[data-layer="depth"]')
     depth_box.click()
     assert _shown(driver, "layer-depth")
+    # The SVG layers (boxes, labels) have the image's natural size, like the raster ones.
+    boxes_box = driver.find_element(By.CSS_SELECTOR, 'input[data-layer="boxes3d"]')
+    boxes_box.click()
+    assert _shown(driver, "layer-boxes3d")
+    sizes = driver.execute_script("return [...document.querySelectorAll('.stage img')].map(i => [i.naturalWidth, i.naturalHeight])")
+    assert len(set(map(tuple, sizes))) == 1
     driver.execute_script("window.scrollTo(0, 0)")  # _wait_images scrolled down; show the image
     driver.save_screenshot(str(tmp_path / "browse.png"))
     shot = (tmp_path / "browse.png").read_bytes()
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and Image.open(tmp_path / "browse.png").size[0] > 0
     depth_box.click()  # back to the defaults for whoever opens a page next (choices persist)
+    boxes_box.click()
 
     # Next link and the right-arrow key both go forward; the first page has no previous.
     assert driver.find_elements(By.CSS_SELECTOR, "a[rel=prev]") == []
@@ -168,6 +176,55 @@ def test_sample_page_toggles_navigation_and_screenshot(driver, viewer, expected,
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
     assert driver.current_url.endswith(f"/{keys[2]}.html")
     assert _wait_images(driver) == []
+    assert _severe(driver) == []
+
+
+def test_each_identity_tile_shows_its_own_subject(driver, viewer, finished_run):
+    """sigma-set/2 stores the identities as one stack (identities.png); the page shows subject
+    i's tile in row i: each one, as drawn, is closest to its own identity image."""
+    import io
+
+    from selenium.webdriver.common.by import By
+
+    sample = next(s for s in iter_final_samples(finished_run) if len(s.subjects) >= 2)
+    _open(driver, viewer / "samples" / f"{sample.key}.html")
+    assert _wait_images(driver) == []
+    tiles = driver.find_elements(By.CSS_SELECTOR, ".subjects img.tile")
+    assert len(tiles) == len(sample.subjects)
+    h, w = sample.identities.shape[1:3]
+    for i, tile in enumerate(tiles):
+        driver.execute_script("arguments[0].scrollIntoView()", tile)
+        shot = Image.open(io.BytesIO(tile.screenshot_as_png)).convert("RGB").resize((w, h), Image.Resampling.BOX)
+        errors = [np.abs(np.asarray(shot, dtype=float) - ident).mean() for ident in sample.identities]
+        assert int(np.argmin(errors)) == i, errors
+
+
+def test_index_pages_keep_the_filter_while_paging(driver, finished_run, expected, tmp_path):
+    """Five cards a page: a filter button, then the next page's link and the arrow key, keep
+    showing only that subject count; the page links reach every card once."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    viewer = write_browser(finished_run, tmp_path / "paged", per_page=5).parent
+    _open(driver, viewer / "index.html")
+    seen = []
+    while True:
+        assert _wait_images(driver) == [] and _severe(driver) == []
+        seen += _visible_cards(driver)
+        nxt = driver.find_elements(By.CSS_SELECTOR, "header .pages a[rel=next]")
+        if not nxt:
+            break
+        nxt[0].click()
+    assert seen == sorted(expected)
+
+    n = len(expected[seen[0]]["subjects"])
+    _open(driver, viewer / "index.html")
+    driver.find_element(By.CSS_SELECTOR, f'button[data-subjects="{n}"]').click()
+    driver.find_element(By.CSS_SELECTOR, "header .pages a[rel=next]").click()
+    assert driver.current_url.endswith(f"/index-0002.html#subjects={n}")
+    assert all(len(expected[k]["subjects"]) == n for k in _visible_cards(driver))
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
+    assert driver.current_url.endswith(f"/index.html#subjects={n}")
     assert _severe(driver) == []
 
 
@@ -189,9 +246,10 @@ def test_malicious_caption_runs_nothing_in_the_browser(driver, viewer, tmp_path)
 
 
 def _check_files(viewer: Path, run: Path, schema: str) -> None:
-    """The files `datagen browse` wrote for a run's samples: thumbnail, depth and overlay layers,
-    the stored image byte for byte, and per subject an identity image and a crop (stored
-    members in /1, derived from identities.png, the image and instances.png in /2)."""
+    """The files `datagen browse` wrote for a run's samples: thumbnail, depth and mask layers at
+    the image's size, SVG box and label layers, the stored image byte for byte, the stored
+    identities (one PNG per subject in /1, identities.png in /2) and per subject a crop (stored
+    in /1, derived from the image and instances.png in /2)."""
     for name in ("index.html", "viewer.js", "viewer.css"):
         assert (viewer / name).stat().st_size > 0
     keys = [s.key for s in iter_final_samples(run)]
@@ -200,27 +258,37 @@ def _check_files(viewer: Path, run: Path, schema: str) -> None:
         assert sample.schema == schema
         media = viewer / "samples" / sample.key
         h, w = sample.image.shape[:2]
-        s = layer_scale(w, h)
         n = len(sample.subjects)
         assert Image.open(viewer / "thumbs" / f"{sample.key}.jpg").format == "JPEG"
-        assert Image.open(media / "depth.png").size == (w, h)
-        for stem, *_ in LAYERS[1:]:
-            with Image.open(media / f"{stem}.png") as im:
-                assert (im.mode, im.size) == ("RGBA", (w * s, h * s)), stem
+        assert sorted(p.name for p in media.iterdir() if p.name.split(".")[0] in {s for s, *_ in LAYERS}) == sorted(
+            name for _, name, *_ in LAYERS
+        )
+        with Image.open(media / "depth.png") as im:
+            assert (im.mode, im.size) == ("RGB", (w, h))
+        with Image.open(media / "mask.png") as im:
+            assert (im.mode, im.size) == ("RGBA", (w, h))
+        for name in ("boxes2d.svg", "boxes3d.svg", "labels.svg"):
+            svg = ET.fromstring((media / name).read_text())
+            assert (svg.get("width"), svg.get("height"), svg.get("viewBox")) == (str(w), str(h), f"0 0 {w} {h}"), name
+        shapes = {name: ET.fromstring((media / name).read_text()) for name in ("boxes2d.svg", "labels.svg")}
+        assert len(shapes["boxes2d.svg"]) == n and [t.text for t in shapes["labels.svg"]] == [
+            f"{i} {s['name']}" for i, s in enumerate(sample.subjects)
+        ]
         # The image is the stored one, byte for byte.
         assert (media / "image.png").read_bytes() == sample.members["png"]
-        # One identity image and one crop per subject, no more.
-        assert sorted(p.name for p in media.glob("id_*.png")) == [f"id_{i:02d}.png" for i in range(n)]
+        # The stored identities, byte for byte, and one crop per subject, no more.
+        if schema == "sigma-set/1":
+            assert sorted(p.name for p in media.glob("id_*.png")) == [f"id_{i:02d}.png" for i in range(n)]
+            assert all((media / f"id_{i:02d}.png").read_bytes() == sample.members[f"id_{i:02d}.png"] for i in range(n))
+        else:
+            assert not list(media.glob("id_*.png"))
+            assert (media / "identities.png").read_bytes() == sample.members["identities.png"]
         assert sorted(p.name for p in media.glob("crop_*.png")) == [f"crop_{i:02d}.png" for i in range(n)]
         for i in range(n):
-            identity, crop = media / f"id_{i:02d}.png", media / f"crop_{i:02d}.png"
-            assert identity.read_bytes() == sample.identity_png(i) and crop.read_bytes() == sample.crop(i)
-            if schema == "sigma-set/1":  # the stored PNGs, byte for byte
-                assert identity.read_bytes() == sample.members[f"id_{i:02d}.png"]
+            crop = media / f"crop_{i:02d}.png"
+            if schema == "sigma-set/1":  # the stored PNG, byte for byte
                 assert crop.read_bytes() == sample.members[f"crop_{i:02d}.png"]
-            # Either way: subject i's identity, and the target inside box_2d with alpha = its mask.
-            with Image.open(identity) as im:
-                assert im.mode == "RGB" and np.array_equal(np.asarray(im), sample.identities[i])
+            # Either way: the target inside box_2d with alpha = its mask.
             x0, y0, x1, y1 = sample.subjects[i]["box_2d"]
             with Image.open(crop) as im:
                 rgba = np.asarray(im)
@@ -299,7 +367,7 @@ def _evil_meta() -> dict:
 
 
 def _fake_media() -> SampleMedia:
-    return SampleMedia("image.png", (8, 8), 64, (1.0, 2.0), ["id_00.png"], [None])
+    return SampleMedia("image.png", (8, 8), (1.0, 2.0), ["id_00.png"], 1, (8, 8), [None])
 
 
 def test_untrusted_text_is_escaped():

@@ -5,11 +5,13 @@
   var STORE = "datagen-browse-layers";
 
   // Index: show only the cards whose subject count matches the pressed button; the choice is
-  // kept in the URL fragment so "back" from a sample page returns to the same filter.
+  // kept in the URL fragment so "back" from a sample page returns to the same filter, and the
+  // links to the other index pages carry it, so the filter holds while paging.
   function initFilters() {
     var buttons = Array.prototype.slice.call(document.querySelectorAll("button[data-subjects]"));
     if (!buttons.length) return;
     var cards = Array.prototype.slice.call(document.querySelectorAll(".card"));
+    var pages = Array.prototype.slice.call(document.querySelectorAll("a[data-page]"));
     var shown = document.getElementById("shown");
     var known = buttons.map(function (b) { return b.dataset.subjects; });
     function apply(n) {
@@ -20,6 +22,9 @@
         if (!card.hidden) count += 1;
       });
       buttons.forEach(function (b) { b.setAttribute("aria-pressed", String(b.dataset.subjects === n)); });
+      pages.forEach(function (a) {
+        a.setAttribute("href", a.getAttribute("href").split("#")[0] + (n === "all" ? "" : "#subjects=" + n));
+      });
       if (shown) shown.textContent = String(count);
     }
     function fromHash() {
@@ -35,6 +40,13 @@
     });
     window.addEventListener("hashchange", fromHash);
     fromHash();
+    // Arrow keys turn the index pages, as they step through samples on a sample page.
+    document.addEventListener("keydown", function (e) {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+      var link = document.querySelector(e.key === "ArrowLeft" ? ".pages a[rel=prev]" : ".pages a[rel=next]");
+      if (link) window.location.href = link.href;
+    });
   }
 
   // localStorage can be unavailable (privacy settings, some browsers on file://): then the

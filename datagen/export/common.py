@@ -1,0 +1,248 @@
+"""What every `datagen export FORMAT` shares: the run it reads, the output it may write, the
+progress it shows, the counts it checks and the card it leaves.
+
+An export reads the run's final shards once, in key order (`iter_final_samples`), and writes
+into a staged directory beside `--out` (datagen.store.output_guard): the output appears only
+once every file is written, the samples read agree with the final shards' stats, and what was
+written reads back. A user mistake is one UserError line.
+
+`FormatExporter` is the part that differs per trainer (sigma.py, omnigen2.py, uno.py): it is
+given each sample and writes its files; `export_format` does the rest. hf.py, which builds its
+rows inside `datasets`, uses the pieces (`open_run`, `progress`, `tally_sample`, `check_count`).
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datagen.config import RunConfig, load_run_config
+from datagen.errors import UserError
+from datagen.export.card import FormatCard, write_format_card
+from datagen.export.tally import ExportTally
+from datagen.final.read import FinalSample, count_final_samples, final_shards, iter_final_samples
+from datagen.models.hub import require
+from datagen.schema import IMAGE_FIELDS
+from datagen.store.output_guard import refuse_existing, staged_dir
+
+SAY_EVERY = 1000  # without a terminal (logs, CI), one line per this many samples
+CARD_MODULES = ("huggingface_hub", "jinja2")  # DatasetCard.from_template renders the card with jinja2
+
+
+@dataclass
+class ExportRequest:
+    """What the user asked for: the run, the output directory and the shared flags."""
+
+    run_dir: Path
+    out: Path
+    overwrite: bool = False
+    limit: int | None = None  # at most this many samples, the first in key order: a quick look
+    quality: Path | None = None  # a `datagen eval data` report whose figures the card states
+    say: Callable[[str], None] = lambda _: None
+
+
+@dataclass
+class RunSource:
+    """The run as the export found it, before anything was written."""
+
+    run_dir: Path
+    shards: list[Path]
+    cfg: RunConfig
+    total: int  # samples the final shards' stats say they hold
+    limit: int | None = None
+
+    @property
+    def expected(self) -> int:
+        return self.total if self.limit is None else min(self.limit, self.total)
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit}: must be at least 1")
+
+
+def open_run(run_dir: Path, out: Path, overwrite: bool, limit: int | None = None) -> RunSource:
+    """The run's finished shards, their stats' sample count and its config; UserError for a bad
+    run, a bad --limit, or an --out that exists (without --overwrite) or is the run itself.
+    Everything here is checked before the (slow) export writes anything."""
+    check_limit(limit)
+    run_dir = Path(run_dir)
+    shards = final_shards(run_dir)
+    total = count_final_samples(run_dir)
+    cfg = load_run_config(run_dir)
+    refuse_existing(Path(out), overwrite, protect=run_dir)
+    return RunSource(run_dir, shards, cfg, total, limit)
+
+
+def check_count(read: int, source: RunSource) -> None:
+    """UserError unless the export read as many samples as the final shards' stats promise."""
+    if read == source.expected:
+        return
+    limited = "" if source.limit is None or source.limit >= source.total else f" (--limit {source.limit}: {source.expected})"
+    raise UserError(f"export: read {read} samples but the final shards' stats say {source.total}{limited} (a shard changed?)")
+
+
+@contextmanager
+def progress(total: int, say: Callable[[str], None], label: str = "export") -> Iterator[Callable[[], None]]:
+    """Yield `step()`, called once per sample: a rich bar on a terminal, else a `say` line every
+    SAY_EVERY samples (logs and CI get no control characters)."""
+    if not sys.stderr.isatty():
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if done % SAY_EVERY == 0:
+                say(f"{label}: {done} samples")
+
+        yield step
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
+
+
+def sample_source(meta: dict[str, Any], key: str) -> dict[str, Any]:
+    """The sample's `source` with licence and citation always present; a sigma-set/1 sample
+    (which has none) was generated by the run that wrote it (FORMAT.md)."""
+    generated = {"kind": "generated", "dataset": meta["provenance"]["run_id"], "id": key}
+    return {"licence": None, "citation": None, **(meta.get("source") or generated)}
+
+
+def tally_sample(tally: ExportTally, sample: FinalSample) -> None:
+    """Count one exported sample into what the card reports."""
+    meta = sample.meta
+    source = sample_source(meta, sample.key)
+    tally.rows += 1
+    tally.sizes[(meta["width"], meta["height"])] += 1
+    tally.subjects[len(sample.subjects)] += 1
+    tally.kinds[source["kind"]] += 1
+    for stage, model in meta["generation"].get("models", {}).items():
+        tally.models.setdefault(stage, Counter())[model] += 1
+    tally.provenance[tuple(meta["provenance"][k] for k in ("run_id", "config_sha256", "datagen_version"))] += 1
+    tally.truth += meta.get("truth") is not None
+    if source["kind"] == "ingested":
+        tally.sources[(source["dataset"], source["licence"], source["citation"])] += 1
+
+
+def subjects_in(tally: ExportTally) -> int:
+    """Subjects over all the samples counted."""
+    return sum(n * rows for n, rows in tally.subjects.items())
+
+
+# ---------------------------------------------------------------- files of one sample
+
+
+def target_field(sample: FinalSample) -> str:
+    """The member holding the target image: `png` or `jpg` (one of them for a whole run)."""
+    return next(f for f in IMAGE_FIELDS if f in sample.members)
+
+
+def image_dir(key: str) -> str:
+    """Where a sample's image files go, relative to the export: one folder per final shard, so
+    no folder holds a whole large run."""
+    return f"images/{key[:6]}"
+
+
+def write_sample_images(sample: FinalSample, root: Path) -> tuple[str, list[str]]:
+    """Write the target (its shard bytes unchanged) and one PNG per identity image under `root`;
+    (target, identities) as paths relative to `root`."""
+    folder = image_dir(sample.key)
+    (root / folder).mkdir(parents=True, exist_ok=True)
+    field_ = target_field(sample)
+    target = f"{folder}/{sample.key}.{field_}"
+    (root / target).write_bytes(sample.members[field_])
+    identities = []
+    for i in range(len(sample.subjects)):
+        rel = f"{folder}/{sample.key}_id_{i:02d}.png"
+        (root / rel).write_bytes(sample.identity_png(i))
+        identities.append(rel)
+    return target, identities
+
+
+def missing_files(paths: list[str], root: Path) -> list[str]:
+    return [p for p in paths if not (root / p).is_file()]
+
+
+# ---------------------------------------------------------------- the exporters' frame
+
+
+class FormatExporter(ABC):
+    """One trainer's layout: `start`, then `add` per sample, `finish`, `read_back`, `card`.
+
+    Files are written under `tmp` (the staged directory); paths that must be absolute in the
+    trainer's files (its loader opens them from anywhere) are made from `final`, where `tmp`
+    will be once complete."""
+
+    name: str = ""  # the CLI's word: `datagen export NAME`
+    requires: tuple[str, ...] = ()  # modules beyond the card's, checked before anything is written
+
+    def start(self, tmp: Path, final: Path) -> None:
+        self.tmp, self.final = tmp, final
+
+    @abstractmethod
+    def add(self, sample: FinalSample) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> dict[str, int]:
+        """Write what closes the export (indexes, configs); entries written, by kind."""
+
+    @abstractmethod
+    def expected(self, tally: ExportTally) -> dict[str, int]:
+        """The entries the samples counted in `tally` must give, by kind."""
+
+    @abstractmethod
+    def read_back(self) -> dict[str, int]:
+        """Read the written files as the trainer's loader does; entries found, by kind. UserError
+        for a reference to a file that is not there."""
+
+    @abstractmethod
+    def card(self, entries: dict[str, int]) -> FormatCard: ...
+
+    def local(self, path: str | Path) -> Path:
+        """A path under `final` (as the trainer's files name it) as it is while staged, under `tmp`."""
+        return self.tmp / Path(path).relative_to(self.final)
+
+
+def _entries(entries: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in entries.items())
+
+
+def export_format(exporter: FormatExporter, request: ExportRequest) -> str:
+    """Export `request.run_dir` with `exporter` into `request.out`, staged; one line saying what was written."""
+    from datagen.eval.data_quality import read_report
+
+    report = read_report(request.quality) if request.quality is not None else None  # before anything is written
+    out = Path(request.out)
+    source = open_run(request.run_dir, out, request.overwrite, request.limit)
+    for module in (*exporter.requires, *CARD_MODULES):
+        require(module, "export")
+    say = request.say
+    say(f"export {exporter.name}: {source.expected} samples from {len(source.shards)} final shards of {source.run_dir}")
+    tally, schemas = ExportTally(), Counter()
+    with staged_dir(out, request.overwrite, protect=source.run_dir) as tmp:
+        exporter.start(tmp, out.resolve())
+        with progress(source.expected, say, f"export {exporter.name}") as step:
+            for sample in iter_final_samples(source.run_dir, request.limit):
+                exporter.add(sample)
+                tally_sample(tally, sample)
+                schemas[sample.schema] += 1
+                step()
+        check_count(tally.rows, source)
+        written, expected = exporter.finish(), exporter.expected(tally)
+        if written != expected:
+            raise UserError(f"export {exporter.name}: wrote {_entries(written)} but {tally.rows} samples give {_entries(expected)}")
+        found = exporter.read_back()
+        if found != written:
+            raise UserError(f"export {exporter.name}: wrote {_entries(written)} but {_entries(found)} read back")
+        write_format_card(tmp, source.run_dir, source.cfg, tally, source.shards, schemas, exporter.card(written), quality=report)
+    return f"wrote {_entries(written)} from {tally.rows} samples to {out} (card: {out / 'README.md'})"
