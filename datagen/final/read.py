@@ -94,7 +94,8 @@ def shard_stats(shard: Path) -> dict[str, Any]:
     return marker
 
 
-def _decode(shard: Path, key: str, members: dict[str, bytes]) -> FinalSample:
+def decode_final(shard: Path, key: str, members: dict[str, bytes]) -> FinalSample:
+    """One sample of a final shard from its members; a bad one is a one-line UserError."""
     try:
         d = decode_sample(members, key)
     except BadSample as e:
@@ -116,7 +117,7 @@ def iter_final_samples(run_dir: Path, limit: int | None = None) -> Iterator[Fina
         for key, members in sorted(_read(shard).items()):
             if limit is not None and count >= limit:
                 return
-            yield _decode(shard, key, members)
+            yield decode_final(shard, key, members)
             count += 1
 
 
@@ -135,5 +136,5 @@ def find_sample(run_dir: Path, key: str) -> FinalSample:
             continue
         members = _read(shard).get(key)
         if members is not None:
-            return _decode(shard, key, members)
+            return decode_final(shard, key, members)
     raise UserError(f"--sample {key}: no such sample in {Path(run_dir) / 'final'}")

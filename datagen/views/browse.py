@@ -29,8 +29,7 @@ from typing import Any
 import yaml
 
 from datagen.errors import ShardReadError, UserError
-from datagen.final.decode import BadSample, decode_sample
-from datagen.final.read import FinalSample, count_final_samples, final_shards
+from datagen.final.read import count_final_samples, decode_final, final_shards
 from datagen.schema import JSON_FIELD
 from datagen.store.output_guard import refuse_existing, staged_dir
 from datagen.store.paths import RunPaths
@@ -121,14 +120,6 @@ def plan_work(plan: list[tuple[Path, list[str]]], dest: Path, per_page: int) -> 
     return work
 
 
-def _decode(shard: Path, key: str, members: dict[str, bytes]) -> FinalSample:
-    try:
-        d = decode_sample(members, key)
-    except BadSample as e:
-        raise UserError(f"{shard}: sample {key}: {e}") from None
-    return FinalSample(key, shard, d["json"], d["image"], d["masks"], d["depth"], d["identities"], members)
-
-
 def render_shard(work: ShardWork) -> list[Card]:
     """Write the pages, media and thumbnails of one shard's samples; their index cards, in order.
     Runs in a worker: everything it needs is in `work`, and it shares nothing with other shards."""
@@ -137,7 +128,7 @@ def render_shard(work: ShardWork) -> list[Card]:
     members = _read(shard, lambda key, field: key in wanted)
     cards = []
     for i, key in enumerate(work.keys):
-        sample = _decode(shard, key, members.pop(key))  # pop: the shard's bytes go as they are used
+        sample = decode_final(shard, key, members.pop(key))  # pop: the shard's bytes go as they are used
         prev_key = work.keys[i - 1] if i > 0 else work.prev_key
         next_key = work.keys[i + 1] if i + 1 < len(work.keys) else work.next_key
         index_page = page_name((work.first + i) // work.per_page)

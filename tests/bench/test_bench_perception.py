@@ -122,7 +122,7 @@ LEVEL_KEYS = {
 
 def test_perception_truth_small_run(tmp_path: Path) -> None:
     out = tmp_path / "truth.json"
-    run_bench("perception_truth.py", "--small", "--workers", "1", "--out", str(out), timeout=120)
+    run_bench("perception_truth.py", "--small", "--workers", "1", "--out", str(out), timeout=300)
     report = json.loads(out.read_text())
 
     assert report["small"] is True and report["settings"]["scenes"] == 4
