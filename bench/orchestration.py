@@ -1,19 +1,24 @@
 """Orchestration benchmark: the real runner on N fake GPUs, with simulated GPU stages.
 
-    python bench/orchestration.py --gpus 16 --json bench/results/orchestration.json
+    python bench/orchestration.py                # 16 fake GPUs, 1,200 samples: the figures
+    python bench/orchestration.py --tiny         # 2 fake GPUs, 16 samples: a test of the code
 
 Runs `datagen run` (Ray, the real stage order and pool planning) with `simulate.enabled`:
 every GPU stage runs its procedural backend, then holds its GPU share for the cost its config
 gives (`configs/sigma_set27k.yaml` by default, times --time-scale) and rejects at the cost
 model's rates. It does so twice on the same reject model: the config's cheap-first order and
-the paper's order (`paper_order`: prompts, t2i, segment, depth, repose, boxes, filter, with
-every filter applied last). Reports per order:
+the paper's order of the same stages (`paper_order`, derived by `paper_order()` from the
+paper's preset, `configs/sigma_set27k_paper.yaml`, with every filter applied last as there).
+Reports per order:
 - gpu_seconds_per_kept: modelled GPU-seconds (unscaled) per kept sample, from what each stage
   actually received;
 - efficiency: kept samples per second against the limit N / gpu_seconds_per_kept, i.e. the
   modelled GPU time done over N x the time, while every GPU pool has work (steady state);
   efficiency_whole_run: the same over the whole span, first task start to last commit;
-- per-stage GPU utilisation (GPU time over the pool's GPUs x span) and the bottleneck.
+- per-stage GPU utilisation (GPU time over the pool's GPUs x span; `utilisation_steady`: in
+  the steady window) and the bottleneck; over 1 where a pool's workers got the time their
+  idle co-tenants on a GPU left (workers sharing a GPU split its time, as CUDA does);
+- the machine's load while it ran (other processes share the cores and skew the figures).
 """
 
 from __future__ import annotations
@@ -24,14 +29,61 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # bench/, the script's dir; before datagen: it puts the checkout on sys.path.
-from common import ROOT, datagen_cli, results_path, timed, write_json
+from common import ROOT, datagen_cli, fill_defaults, results_path, timed, write_json
 
 from datagen.config import load_config, resolve_config_path
 
-PAPER_ORDER = ["prompts", "t2i", "segment", "depth", "repose", "boxes", "filter"]
+PAPER_PRESET = "sigma_set27k_paper"
+DEFAULTS = {"gpus": 16, "samples": 1200, "shard_size": 4, "time_scale": 0.1, "size": 96}
+TINY = {"gpus": 2, "samples": 16, "shard_size": 4, "time_scale": 0.01, "size": 48}
+
+
+def paper_order(order: list[str], paper: list[str]) -> list[str]:
+    """The configured stages in the paper's order: the stages the paper has in its order
+    (`paper`, its preset's), and each stage beyond the paper (idcheck) right after the stage
+    it follows in `order`, so it still comes after what it reads (idcheck after repose)."""
+    out = [s for s in paper if s in order]
+    for i, stage in enumerate(order):
+        if stage not in out:
+            out.insert(out.index(order[i - 1]) + 1 if i else 0, stage)
+    return out
+
+
+def paper_variant(config: Path) -> tuple[list[str], list[str]]:
+    """The paper's order of `config`'s stages, and the overrides that run it so."""
+    order = load_config(config).stages.order
+    paper = load_config(resolve_config_path(PAPER_PRESET))
+    stages = paper_order(order, paper.stages.order)
+    return stages, [f"stages.order=[{','.join(stages)}]", f"filters.apply={paper.filters.apply}"]
+
+
+class LoadSampler:
+    """The 1-minute load average every few seconds while a run goes: what else used the cores."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        self.every_s, self.samples = every_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        s = self.samples or [os.getloadavg()[0]]
+        return {"load_avg_1min_mean": round(sum(s) / len(s), 2), "load_avg_1min_max": round(max(s), 2)}
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
@@ -57,10 +109,11 @@ def run_variant(name: str, config: Path, extra: list[str], args: argparse.Namesp
     env = dict(os.environ, DATAGEN_SIM_SESSION=f"{os.getpid()}-{name}")
     env.pop("RAY_ADDRESS", None)
     cmd = datagen_cli("run", "--config", str(config), "--out", str(out), *sets)
-    total, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT))
+    with LoadSampler() as load:
+        total, proc = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT))
     if proc.returncode != 0:
         sys.exit(f"{name}: datagen run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return measure(load_config(out / "run.yaml"), out, args, total)
+    return {**measure(load_config(out / "run.yaml"), out, args, total), "machine": load.summary()}
 
 
 def measure(cfg, out: Path, args: argparse.Namespace, total_s: float) -> dict:
@@ -91,7 +144,11 @@ def measure(cfg, out: Path, args: argparse.Namespace, total_s: float) -> dict:
     per_kept = gpu_s_model / kept
     limit = args.gpus / (per_kept * args.time_scale)
     steady = steady_state(cfg, stats, pool_gpus, args)
+    for stage, figures in per_stage.items():
+        figures["utilisation_steady"] = steady["utilisation"].get(stage)
     return {
+        "order": cfg.stages.order,
+        "filters_apply": cfg.filters.apply,
         "samples": sum(s["samples_in"] for s in stats),
         "kept": kept,
         "span_s": round(span, 2),
@@ -126,31 +183,36 @@ def steady_state(cfg, stats: list[dict], pool_gpus: dict[str, float], args: argp
     begin = max(min(t[1] for t in tasks if t[0] == s) for s in big)
     end = min(max(t[2] for t in tasks if t[0] == s) for s in big)
     if end <= begin:
-        return {"efficiency": None, "window_s": 0.0}
-    done = 0.0
-    for _, a, b, work in tasks:
+        return {"efficiency": None, "window_s": 0.0, "utilisation": {}}
+    done = dict.fromkeys(gpu_stages, 0.0)
+    for stage, a, b, work in tasks:
         overlap = max(0.0, min(b, end) - max(a, begin))
-        done += work * overlap / (b - a) if b > a else 0.0
-    return {"efficiency": round(done / (args.gpus * (end - begin)), 4), "window_s": round(end - begin, 2)}
+        done[stage] += work * overlap / (b - a) if b > a else 0.0
+    window = end - begin
+    return {
+        "efficiency": round(sum(done.values()) / (args.gpus * window), 4),
+        "window_s": round(window, 2),
+        "utilisation": {s: round(done[s] / (pool_gpus[s] * window), 4) for s in gpu_stages},
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--gpus", type=int, default=16)
-    ap.add_argument("--json", type=Path, default=results_path("orchestration"))
+    ap.add_argument("--tiny", action="store_true", help="2 fake GPUs, 16 samples: a test of the code, not the figures")
+    ap.add_argument("--gpus", type=int, help="fake GPUs (default 16; 2 with --tiny)")
+    ap.add_argument("--json", type=Path, help="default bench/results/orchestration.json (_tiny.json with --tiny)")
     ap.add_argument("--config", default="sigma_set27k")
-    ap.add_argument("--samples", type=int, default=2400)
-    ap.add_argument("--shard-size", type=int, default=4)
-    ap.add_argument("--time-scale", type=float, default=0.1, help="1 modelled GPU-second lasts this many seconds")
-    ap.add_argument("--size", type=int, default=96, help="procedural image size")
+    ap.add_argument("--samples", type=int, help="default 1200; 16 with --tiny")
+    ap.add_argument("--shard-size", type=int, help="default 4")
+    ap.add_argument("--time-scale", type=float, help="1 modelled GPU-second lasts this many seconds (default 0.1; 0.01 with --tiny)")
+    ap.add_argument("--size", type=int, help="procedural image size (default 96; 48 with --tiny)")
     ap.add_argument("--cpus", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--only", choices=["cheap_first", "paper_order"])
     args = ap.parse_args()
+    fill_defaults(args, DEFAULTS, TINY, args.tiny)
+    args.json = args.json or results_path("orchestration", tiny=args.tiny)
     config = resolve_config_path(args.config)
-    variants = {
-        "cheap_first": [],
-        "paper_order": [f"stages.order=[{','.join(PAPER_ORDER)}]", "filters.apply=last"],
-    }
+    variants = {"cheap_first": [], "paper_order": paper_variant(config)[1]}
     results = {}
     with tempfile.TemporaryDirectory(prefix="datagen-orch-") as tmp:
         for name, extra in variants.items():
@@ -159,6 +221,7 @@ def main() -> None:
             results[name] = run_variant(name, config, extra, args, Path(tmp))
             print(name, json.dumps({k: v for k, v in results[name].items() if k != "stages"}), flush=True)
     report = {
+        "tiny": args.tiny,
         "gpus": args.gpus,
         "config": str(args.config),
         "samples": args.samples,

@@ -8,6 +8,7 @@ compatible operators). GPU stages always get a pool of their own.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +86,11 @@ def plan_pools(
     for g in groups:
         if len(g) > 1:
             wanted[g] = max(wanted[g], int(max(cluster_cpus - gpu_reserved, 1) // cpus[g]))
+        if gpus[g] == 0:
+            # More workers than the cluster has CPUs only share the same cores, and every Ray
+            # worker costs CPU of its own even when idle: 12 CPU workers on 2 cores took CPU
+            # the GPU stages' workers needed (bench/orchestration.py).
+            wanted[g] = min(wanted[g], max(1, int(cluster_cpus)))
     shares = [gpus[g] for g in groups if gpus[g] > 0]
     cap = worker_cap(len(groups), cluster_cpus, cluster_gpus, min(shares, default=1.0))
     budget = sum(wanted.values()) if workers is None else workers
@@ -107,9 +113,12 @@ def plan_pools(
             {g: gpus[g] for g in gpu_groups}, {g: sum(needs.get(s, 0) for s in g) for g in gpu_groups},
             int(cluster_gpus), room)}
     # Reserve no more CPUs than exist, so every pool can start; the OS shares the cores.
+    # Rounded down: rounded to nearest, 35 x 0.0488 + 12 x 0.0244 asked 2.0008 of 2 CPUs, one
+    # worker never started, and Ray, seeing a request it could not grant, ran gc.collect() in
+    # every worker every 10 s (its remedy for a resource deadlock), stalling the whole run.
     asked = sum(counts[g] * cpus[g] for g in groups)
     scale = min(1.0, cluster_cpus / asked) if asked else 1.0
-    pools = [Pool(g, counts[g], round(cpus[g] * scale, 4), gpus[g]) for g in groups]
+    pools = [Pool(g, counts[g], math.floor(cpus[g] * scale * 1e4) / 1e4, gpus[g]) for g in groups]
     return PoolPlan(pools, cap, notice)
 
 
@@ -155,19 +164,22 @@ def balance_gpu_pools(sizes: dict, needs: dict, num_gpus: int, max_workers: int)
     """Workers per GPU pool so that the slowest pool is as fast as possible.
 
     `sizes`: GPUs per worker; `needs`: expected GPU-seconds of each pool's work. Starting from
-    one worker each, the pool with the least GPU time per unit of work that can still fit one
-    more worker gets it, until none fits; Ray Data's autoscaling pools instead let the cheapest stage grab actors
-    first (DESIGN.md).
+    one worker each, the pool with the least GPU time per unit of work gets one more worker,
+    until its next one does not fit; Ray Data's autoscaling pools instead let the cheapest
+    stage grab actors first (DESIGN.md).
+
+    Room the slowest pool cannot use is left free rather than given to a faster pool. Workers
+    sharing a GPU split its time (CUDA time-slices processes), so a GPU's spare room is not
+    lost: its busy co-tenant gets that time. A worker for a pool that is not the bottleneck
+    adds no throughput, and quarter-GPU workers given the last room can end up alone on a
+    GPU, which then idles as much as they do (with idcheck, 16 GPUs got a third segment worker
+    that way, and one GPU held only segment, depth and idcheck: half of it idle).
     """
     counts = {g: 1 for g in sizes}
     while sum(counts.values()) < max_workers:
-        # The slowest pool whose next worker still fits: a half-GPU pool that no longer fits
-        # leaves its room to a quarter-GPU one rather than to nobody.
-        for g in sorted(counts, key=lambda g: counts[g] * sizes[g] / needs[g]):
-            trial = {**counts, g: counts[g] + 1}
-            if fits_on_gpus([sizes[k] for k in trial for _ in range(trial[k])], num_gpus):
-                counts = trial
-                break
-        else:
+        g = min(counts, key=lambda g: counts[g] * sizes[g] / needs[g])
+        trial = {**counts, g: counts[g] + 1}
+        if not fits_on_gpus([sizes[k] for k in trial for _ in range(trial[k])], num_gpus):
             break
+        counts = trial
     return counts

@@ -57,7 +57,10 @@ def test_runner_pool_plan_uses_every_gpu_for_the_sigma_config(sigma):
     needs = {f.stage: f.seconds for f in expected_flow(sigma, sigma.run.num_samples)}
     plan = plan_pools(sigma, sigma.stages.order, None, cluster_cpus=64, cluster_gpus=16, needs=needs)
     gpus = {p.name: p.workers * p.gpus for p in plan.pools if p.gpus}
-    assert sum(gpus.values()) == pytest.approx(16)
+    # Every GPU is used but for room the bottleneck's next worker cannot fit (left to the
+    # co-tenants' time, not to a pool that is not the bottleneck: balance_gpu_pools).
+    biggest = max(p.gpus for p in plan.pools)
+    assert 16 - biggest < sum(gpus.values()) <= 16
     # The slowest pool (GPU-seconds of work over its GPUs) sets the run's length: within 10% of
     # the fluid bound, all work spread over all 16 GPUs with no worker granularity.
     fluid = sum(needs[s] for s in gpus) / 16

@@ -1,6 +1,8 @@
 import pytest
 
+from datagen.config import load_config, resolve_config_path
 from datagen.errors import UserError
+from datagen.pipeline.costs import expected_flow
 from datagen.pipeline.pools import group_stages, plan_pools
 
 ORDER = ["prompts", "t2i", "segment", "depth", "boxes", "repose", "idcheck", "filter"]
@@ -52,3 +54,29 @@ def test_impossible_requests_are_user_errors(demo_cfg):
     cfg.stages.t2i.exec.gpus = 0
     with pytest.raises(UserError, match="at least one worker per pool"):
         plan_pools(cfg, ORDER, 3, cluster_cpus=16, cluster_gpus=0)
+
+
+def test_cpu_pools_get_no_more_workers_than_the_cluster_has_cpus(demo_cfg):
+    cfg = demo_cfg.model_copy(deep=True)
+    cfg.stages.boxes.exec.concurrency, cfg.stages.filter.exec.concurrency = 8, 4
+    for s in ("prompts", "t2i", "segment", "depth", "repose", "idcheck"):
+        cfg.stages.stage(s).exec.gpus = 0.5
+    by = {p.name: p.workers for p in plan_pools(cfg, ORDER, None, cluster_cpus=2, cluster_gpus=16).pools}
+    assert (by["boxes"], by["filter"]) == (2, 2)  # not 8 and 4 processes sharing 2 cores
+    by = {p.name: p.workers for p in plan_pools(cfg, ORDER, None, cluster_cpus=64, cluster_gpus=16).pools}
+    assert (by["boxes"], by["filter"]) == (8, 4)
+
+
+@pytest.mark.parametrize("order", ["cheap_first", "paper"])
+@pytest.mark.parametrize("cpus", [2, 3, 7, 64])
+def test_cpu_reservations_never_exceed_the_cluster(order, cpus):
+    # The orchestration benchmark's plan (16 fake GPUs on 2 cores): reservations rounded to the
+    # nearest 1e-4 asked 2.0008 CPUs, a worker never started, and Ray ran gc.collect() in every
+    # worker every 10 s for the whole run.
+    sets = [] if order == "cheap_first" else ["stages.order=[prompts,t2i,segment,depth,repose,idcheck,boxes,filter]"]
+    cfg = load_config(resolve_config_path("sigma_set27k"), sets)
+    needs = {f.stage: f.seconds for f in expected_flow(cfg, 1200)}
+    for workers in (None, 20, 47):
+        plan = plan_pools(cfg, cfg.stages.order, workers, cluster_cpus=cpus, cluster_gpus=16, needs=needs)
+        assert sum(p.workers * p.cpus for p in plan.pools) <= cpus + 1e-9
+        assert sum(p.workers * p.gpus for p in plan.pools) <= 16 + 1e-9
