@@ -32,6 +32,18 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     )
 
 
+def final_metas(run_dir: Path) -> list[dict]:
+    """Every final sample's json, in shard and member order."""
+    import json
+    import tarfile
+
+    metas = []
+    for shard in sorted((run_dir / "final").glob("shard-*.tar")):
+        with tarfile.open(shard) as t:
+            metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
+    return metas
+
+
 def final_bytes(run_dir: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((run_dir / "final").glob("shard-*.tar"))}
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import final_metas, run_cli
 from PIL import Image
 
 from datagen.errors import UserError
@@ -29,14 +28,6 @@ def report_dir(finished_run, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def report(report_dir) -> dict:
     return load_report(report_dir)
-
-
-def _final_metas(run: Path) -> list[dict]:
-    metas = []
-    for shard in sorted((run / "final").glob("shard-*.tar")):
-        with tarfile.open(shard) as t:
-            metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
-    return metas
 
 
 def _marker_sums(run: Path) -> dict[str, dict]:
@@ -81,7 +72,7 @@ def test_funnel_is_the_sum_of_the_markers(finished_run, report):
 
 
 def test_kept_and_subject_counts_match_the_final_samples(finished_run, report):
-    metas = _final_metas(finished_run)
+    metas = final_metas(finished_run)
     assert report["kept"] == len(metas) > 0
     assert report["kept"] == report["funnel"][-1]["samples_out"]
     kept = Counter(len(m["subjects"]) for m in metas)

@@ -4,12 +4,9 @@ scene seeds an LLM run draws."""
 
 from __future__ import annotations
 
-import json
-import tarfile
 from collections import Counter
-from pathlib import Path
 
-from helpers import run_cli
+from helpers import final_metas, run_cli
 
 from datagen.config import build_config
 from datagen.recipe import scene_lists
@@ -19,17 +16,9 @@ from datagen.views.report_markdown import render_markdown, report_summary
 from datagen.views.status import StageStatus
 
 
-def _final_metas(run: Path) -> list[dict]:
-    metas = []
-    for shard in sorted((run / "final").glob("shard-*.tar")):
-        with tarfile.open(shard) as t:
-            metas += [json.loads(t.extractfile(m).read()) for m in t.getmembers() if m.name.endswith(".json")]
-    return metas
-
-
 def test_diversity_counts_the_final_samples(finished_run, tmp_path):
     report = build_report(finished_run, depth_samples=0)
-    d, metas = report["diversity"], _final_metas(finished_run)
+    d, metas = report["diversity"], final_metas(finished_run)
     backgrounds = Counter(m["prompt"]["background"].lower() for m in metas)
     names = {s["name"].lower() for m in metas for s in m["subjects"]}
     assert d["samples"] == d["backgrounds"] == d["prompts"] == len(metas) == report["kept"] > 0
