@@ -172,10 +172,10 @@ def validate(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) 
 @app.command()
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage's shards ('final' or the last stage: final/).")] = None,
+    stage: Annotated[Optional[str], typer.Option("--stage", help="Only this stage's shards ('final' or the last stage: final/; 'surplus': shards past a --target-kept cut).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Shards hashed at once.")] = 4,
 ) -> None:
-    """Re-hash every committed shard (each stage's and final/) against its marker; non-zero exit on a mismatch.
+    """Re-hash every committed shard (each stage's, final/ and surplus/) against its marker; non-zero exit on a mismatch.
 
     A resume checks shards cheaply (output.verify: index, sizes and tar headers); this reads the whole run."""
     from datagen.config import load_run_config

@@ -8,14 +8,16 @@ that reads a run, timed.
 Runs `datagen run` (Ray, the demo config at 256², shards of --shard-size) while sampling every
 second the driver and each of its descendant processes (Ray's GCS, raylet and workers): peak
 resident memory of the driver, of the largest worker and of all together, and the most open
-files. Then times `status`, `status --report`, `validate`, `show`, `browse`, `export hf` and a
-resume with nothing to do, and measures the disk per kept sample. A cluster runs the same
+files. Then times `status`, `status --report`, `validate`, `verify`, `show`, `browse`, `export hf`
+and a resume with nothing to do (wall time and peak memory, Ray's included), and measures the
+disk per kept sample. `--keep --tools-only` times the tools again on the kept run. A cluster runs the same
 config with `--address` (the command is recorded in the results).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -75,11 +77,11 @@ class TreeSampler:
         peak["processes"] = max(peak["processes"], len(rss))
 
 
-def run_sampled(cmd: list[str], env: dict) -> tuple[float, dict, subprocess.CompletedProcess]:
+def run_sampled(cmd: list[str], env: dict, period: float = 1.0) -> tuple[float, dict, subprocess.CompletedProcess]:
     start = time.perf_counter()
     with open(os.devnull, "w") as devnull:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=devnull, stderr=subprocess.PIPE, text=True)
-        with TreeSampler(proc.pid) as sampler:
+        with TreeSampler(proc.pid, period) as sampler:
             _, err = proc.communicate()
     wall = time.perf_counter() - start
     peak = {k: round(v, 1) if isinstance(v, float) else v for k, v in sampler.peak.items()}
@@ -87,12 +89,62 @@ def run_sampled(cmd: list[str], env: dict) -> tuple[float, dict, subprocess.Comp
 
 
 def timed_tool(name: str, *args: str, env: dict) -> dict:
-    start = time.perf_counter()
-    proc = subprocess.run(datagen_cli(*args), cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    """Wall time and peak memory (the tool and any Ray it starts) of one `datagen` command."""
+    wall, peak, proc = run_sampled(datagen_cli(*args), env, period=0.2)  # tools of a second or two
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {"wall_s": round(wall, 2)}
+    return {"wall_s": round(wall, 2), "rss_mb": peak["total_rss_mb"]}
+
+
+def tool_commands(run: Path, work: Path) -> dict[str, list[str]]:
+    """Every tool that reads a run, as `datagen` arguments."""
+    return {
+        "resume_nothing_to_do": ["run", "--out", str(run)],
+        "status": ["status", str(run)],
+        "status_report": ["status", str(run), "--report", "--report-dir", str(work / "report")],
+        "validate": ["validate", str(run)],
+        "verify": ["verify", str(run)],
+        "show": ["show", str(run), "--out", str(work / "sheet.png")],
+        "browse": ["browse", str(run), "--out", str(work / "browse")],
+        "export_hf": ["export", "hf", str(run), "--out", str(work / "hf")],
+    }
+
+
+def time_tools(run: Path, work: Path, env: dict, only: list[str] | None = None) -> dict[str, dict]:
+    commands = tool_commands(run, work)
+    unknown = sorted(set(only or ()) - set(commands))
+    if unknown:
+        raise SystemExit(f"--tool: unknown {', '.join(unknown)} (one of {', '.join(commands)})")
+    tools = {}
+    for name, args in commands.items():
+        if only and name not in only:
+            continue
+        if name in ("browse", "export_hf"):
+            shutil.rmtree(work / name.removeprefix("export_"), ignore_errors=True)  # a rerun writes afresh
+        tools[name] = timed_tool(name, *args, env=env)
+        print(f"{name}: {tools[name]['wall_s']} s, {tools[name]['rss_mb']} MB", flush=True)
+    return tools
+
+
+def browse_pages(work: Path) -> dict:
+    pages = sorted((work / "browse").glob("index*.html"))
+    return {"browse_index_pages": len(pages),
+            "browse_largest_index_page_mb": round(max((p.stat().st_size for p in pages), default=0) / 2**20, 3)}
+
+
+def retime_tools(args: argparse.Namespace, out: Path, env: dict) -> None:
+    """--tools-only: time the tools again on the run a --keep left, into the results already written."""
+    work = Path(args.work)
+    if not (work / "run" / "run.yaml").exists() or not out.exists():
+        raise SystemExit(f"--tools-only needs a run kept by --keep in {work} and its results in {out}")
+    report = json.loads(out.read_text())
+    tools = time_tools(work / "run", work, env, args.tool)
+    report["tools_wall_s"].update({k: t["wall_s"] for k, t in tools.items()})
+    report.setdefault("tools_rss_mb", {}).update({k: t["rss_mb"] for k, t in tools.items()})
+    if "browse" in tools:
+        report.update(browse_pages(work))
+    write_json(out, report)
+    print(f"updated {out}")
 
 
 def du(path: Path) -> int:
@@ -109,15 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--work", default="/tmp/datagen-scale", help="where the run and the tools' outputs go")
     ap.add_argument("--keep", action="store_true", help="keep the run directory afterwards")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--tools-only", action="store_true", help="time the tools again on the run --keep left; update --out")
+    ap.add_argument("--tool", action="append", help="with --tools-only: only this tool (repeatable)")
     args = ap.parse_args(argv)
     fill_defaults(args, {"samples": 27000, "shard_size": 64}, {"samples": 32, "shard_size": 8}, args.small)
-    out = args.out or results_path("scale", tiny=args.small)
+    out = Path(args.out or results_path("scale", tiny=args.small))
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    if args.tools_only:
+        return retime_tools(args, out, env)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     run = work / "run"
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
     sets = [f"run.num_samples={args.samples}", f"run.shard_size={args.shard_size}", f"run.width={args.size}",
             f"run.height={args.size}", "stages.repose.identity_size=128"]
     run_args = ["run", "--config", "demo", *[x for s in sets for x in ("--set", s)]]
@@ -125,21 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     wall, peak, proc = run_sampled(cmd, env)
     if proc.returncode != 0:
         raise SystemExit(f"datagen run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    kept = sum(int(__import__("json").loads(p.read_text())["samples_written"]) for p in (run / "final").glob("*.stats.json"))
+    kept = sum(int(json.loads(p.read_text())["samples_written"]) for p in (run / "final").glob("*.stats.json"))
     print(f"run: {args.samples} samples, {kept} kept in {wall:.0f} s ({kept / wall:.2f} kept/s); peaks {peak}", flush=True)
 
-    tools = {
-        "resume_nothing_to_do": timed_tool("resume", "run", "--out", str(run), env=env),
-        "status": timed_tool("status", "status", str(run), env=env),
-        "status_report": timed_tool("status --report", "status", str(run), "--report", "--report-dir", str(work / "report"), env=env),
-        "validate": timed_tool("validate", "validate", str(run), env=env),
-        "show": timed_tool("show", "show", str(run), "--out", str(work / "sheet.png"), env=env),
-        "browse": timed_tool("browse", "browse", str(run), "--out", str(work / "browse"), env=env),
-        "export_hf": timed_tool("export hf", "export", "hf", str(run), "--out", str(work / "hf"), env=env),
-    }
-    for name, t in tools.items():
-        print(f"{name}: {t['wall_s']} s", flush=True)
-    index_pages = sorted((work / "browse").glob("index*.html"))
+    tools = time_tools(run, work, env)
     final_bytes, run_bytes = du(run / "final"), du(run)
     report = {
         "small": args.small,
@@ -151,8 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         "disk": {"final_bytes_per_kept": round(final_bytes / max(kept, 1)), "run_bytes_per_kept": round(run_bytes / max(kept, 1)),
                  "final_gb": round(final_bytes / 1e9, 3), "run_gb": round(run_bytes / 1e9, 3)},
         "tools_wall_s": {name: t["wall_s"] for name, t in tools.items()},
-        "browse_index_pages": len(index_pages),
-        "browse_largest_index_page_mb": round(max((p.stat().st_size for p in index_pages), default=0) / 2**20, 3),
+        "tools_rss_mb": {name: t["rss_mb"] for name, t in tools.items()},
+        **browse_pages(work),
         "goals": {"resume_nothing_to_do_s": 10, "status_s": 10, "browse_s": 600, "browse_index_page_mb": 2},
     }
     write_json(out, report)

@@ -7,6 +7,9 @@ them all: every stage's shards and final/, each against the size and sha256 its 
 recorded. At paper scale that is the whole run, hence a progress bar (bytes) and a few
 threads (hashlib releases the GIL while it hashes, so reads and hashing overlap).
 
+Shards a `--target-kept` run moved to `surplus/` (whole, with their stats) are checked like
+final/'s: a larger target moves them back and a resume then trusts them by their index.
+
 Only markers are judged, not the settings: a shard made with other settings but whole is
 fine here (`datagen status` says what is stale).
 """
@@ -23,9 +26,11 @@ from pathlib import Path
 from datagen.config import RunConfig
 from datagen.errors import UserError
 from datagen.pipeline.markers import read_marker
+from datagen.pipeline.target_cut import surplus_dir
 from datagen.store.paths import RunPaths
 
 CHUNK = 1 << 20
+SURPLUS = "surplus"  # the pseudo-stage of shards past a --target-kept cut
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,14 @@ class VerifyReport:
 def committed_outputs(cfg: RunConfig, paths: RunPaths, stage: str | None = None) -> list[Committed]:
     """Every output with a marker, stages in the run's order (then any other stage directory,
     left by an earlier order), final/ as the last stage. Shards are found on disk, not from the
-    configured count, so shards a run added past its first estimate are checked too."""
+    configured count, so shards a run added past its first estimate are checked too, and
+    surplus/ (stage "surplus") after final/."""
     final = cfg.stages.order[-1]
     present = sorted(p.name for p in paths.stages_dir.glob("*") if p.is_dir()) if paths.stages_dir.is_dir() else []
     names = [*cfg.stages.order[:-1], *(s for s in present if s not in cfg.stages.order)]
     if stage is not None:
-        if stage not in (*names, final, "final"):
-            raise UserError(f"--stage: {stage!r} is not a stage of this run ({', '.join([*names, final])})")
+        if stage not in (*names, final, "final", SURPLUS):
+            raise UserError(f"--stage: {stage!r} is not a stage of this run ({', '.join([*names, final, SURPLUS])})")
         names = [s for s in names if s == stage]
     out = [
         Committed(s, m, m.with_name(m.name.removesuffix(".done.json") + ".tar"))
@@ -64,6 +70,11 @@ def committed_outputs(cfg: RunConfig, paths: RunPaths, stage: str | None = None)
         out += [
             Committed(final, m, m.with_name(m.name.removesuffix(".stats.json") + ".tar"))
             for m in sorted(paths.final_dir.glob("shard-*.stats.json"))
+        ]
+    if stage in (None, SURPLUS) and surplus_dir(paths).is_dir():
+        out += [
+            Committed(SURPLUS, m, m.with_name(m.name.removesuffix(".stats.json") + ".tar"))
+            for m in sorted(surplus_dir(paths).glob("shard-*.stats.json"))
         ]
     return out
 

@@ -13,6 +13,7 @@ from datagen.config import load_run_config
 from datagen.pipeline.fingerprint import stage_fingerprints
 from datagen.pipeline.markers import RunMarkers
 from datagen.pipeline.resume import make_plan
+from datagen.pipeline.target_cut import _move, surplus_dir
 from datagen.pipeline.verify import verify_run
 from datagen.store.paths import RunPaths
 from datagen.store.shards import commit_tar, file_sha256, tar_bytes, tar_index_sha256
@@ -139,6 +140,24 @@ def test_markers_without_the_index_checksum_still_resume(finished_run, tmp_path)
     with open(markers.output_tar("boxes", 1), "r+b") as f:
         f.truncate(1024)
     assert _todo(cfg, run) == {1: ["boxes", "repose", "idcheck", "filter"]}  # by size, as before
+
+
+def test_surplus_shards_of_a_target_are_verified_too(finished_run, tmp_path):
+    run, cfg = _copy(finished_run, tmp_path)
+    paths = RunPaths(run)
+    _move(paths.final_dir, surplus_dir(paths), 2)  # as a --target-kept cut leaves a shard past it
+    moved = surplus_dir(paths) / paths.final_tar(2).name
+    assert moved.exists() and not paths.final_tar(2).exists()
+    report = verify_run(cfg, paths)
+    assert report.checked == len(cfg.stages.order) * cfg.num_shards and report.problems == []
+    _flip_data_byte(moved)
+    problems = [f"{moved}: sha256 differs from its marker (same size: bytes changed in place)"]
+    assert verify_run(cfg, paths).problems == problems
+    assert verify_run(cfg, paths, stage="surplus").problems == problems
+    assert verify_run(cfg, paths, stage="surplus").checked == 1
+    assert verify_run(cfg, paths, stage="final").problems == []
+    done = run_cli("verify", str(run), "--stage", "surplus")
+    assert done.returncode == 1 and done.stderr.splitlines()[0] == problems[0], done.stderr
 
 
 def test_verify_of_a_clean_run_exits_0(finished_run):
