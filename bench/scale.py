@@ -96,17 +96,20 @@ def timed_tool(name: str, *args: str, env: dict) -> dict:
     return {"wall_s": round(wall, 2), "rss_mb": peak["total_rss_mb"]}
 
 
+OUTPUTS = {"status_report": "report", "show": "sheet.png", "browse": "browse", "export_hf": "hf"}  # under --work
+
+
 def tool_commands(run: Path, work: Path) -> dict[str, list[str]]:
     """Every tool that reads a run, as `datagen` arguments."""
     return {
         "resume_nothing_to_do": ["run", "--out", str(run)],
         "status": ["status", str(run)],
-        "status_report": ["status", str(run), "--report", "--report-dir", str(work / "report")],
+        "status_report": ["status", str(run), "--report", "--report-dir", str(work / OUTPUTS["status_report"])],
         "validate": ["validate", str(run)],
         "verify": ["verify", str(run)],
-        "show": ["show", str(run), "--out", str(work / "sheet.png")],
-        "browse": ["browse", str(run), "--out", str(work / "browse")],
-        "export_hf": ["export", "hf", str(run), "--out", str(work / "hf")],
+        "show": ["show", str(run), "--out", str(work / OUTPUTS["show"])],
+        "browse": ["browse", str(run), "--out", str(work / OUTPUTS["browse"])],
+        "export_hf": ["export", "hf", str(run), "--out", str(work / OUTPUTS["export_hf"])],
     }
 
 
@@ -119,8 +122,9 @@ def time_tools(run: Path, work: Path, env: dict, only: list[str] | None = None) 
     for name, args in commands.items():
         if only and name not in only:
             continue
-        if name in ("browse", "export_hf"):
-            shutil.rmtree(work / name.removeprefix("export_"), ignore_errors=True)  # a rerun writes afresh
+        if name in OUTPUTS:  # a rerun writes afresh (the tools refuse to overwrite)
+            target = work / OUTPUTS[name]
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
         tools[name] = timed_tool(name, *args, env=env)
         print(f"{name}: {tools[name]['wall_s']} s, {tools[name]['rss_mb']} MB", flush=True)
     return tools

@@ -84,7 +84,7 @@ def plan_shard(cfg: RunConfig, paths: RunPaths, shard: int, selected: list[str])
 
 
 def make_plan(cfg: RunConfig, paths: RunPaths, selected: list[str]) -> list[ShardJob]:
-    # Checking committed outputs waits on storage more than on the CPU (one read per tar member
+    # Checking committed outputs waits on storage more than on the CPU (the tars' headers
     # with output.verify: index, every byte with sha256): shards are checked a few at once, to
     # overlap those waits (reads and hashing release the GIL); 2-3x faster on a cold cache.
     with ThreadPoolExecutor(PLAN_THREADS) as pool:

@@ -112,24 +112,31 @@ def _read_member(path: Path, tar: tarfile.TarFile, info: tarfile.TarInfo) -> byt
     return data
 
 
+INDEX_BUFFER = 1 << 20
+
+
 def tar_index_sha256(path: Path) -> str | None:
     """A checksum of a tar's index, read without its data: the cheap check of a committed shard.
 
     sha256 over every member's 512-byte header block (name, size, mode, type, header checksum),
     in file order, then the offset where the archive ends: it reads one block per member,
-    seeking past the data. A member renamed, resized, added, dropped or reordered, or a file cut
+    seeking past the data (members larger than the buffer are skipped unread). A member renamed, resized, added, dropped or reordered, or a file cut
     short, changes it; data bytes changed in place at the same size do not (only sha256 sees
     those: `output.verify: sha256`, `datagen verify`). None when the file does not read as a tar.
     """
     h, offset = hashlib.sha256(), 0
     try:
-        fd = os.open(path, os.O_RDONLY)
+        # Buffered: a seek inside the 1 MiB buffer costs no read, so the headers come in a few
+        # sequential reads per shard, not one random read each (cold, 27k samples at 256²: 3.8 s
+        # against 104 s for one pread per member).
+        f = open(path, "rb", buffering=INDEX_BUFFER)
     except OSError:
         return None
     try:
-        end = os.fstat(fd).st_size
+        end = os.fstat(f.fileno()).st_size
         while True:
-            block = os.pread(fd, tarfile.BLOCKSIZE, offset)  # one system call per member
+            f.seek(offset)
+            block = f.read(tarfile.BLOCKSIZE)
             if len(block) < tarfile.BLOCKSIZE:
                 return None  # cut short before the end-of-archive block
             if block == tarfile.NUL * tarfile.BLOCKSIZE:
@@ -142,7 +149,7 @@ def tar_index_sha256(path: Path) -> str | None:
     except (OSError, tarfile.InvalidHeaderError):
         return None
     finally:
-        os.close(fd)
+        f.close()
     h.update(f"end:{offset}".encode())
     return h.hexdigest()
 

@@ -33,7 +33,7 @@ def test_scale_small_run(tmp_path: Path) -> None:
     assert report["disk"]["final_bytes_per_kept"] > 0 and report["browse_index_pages"] >= 1
     assert "--address" in report["cluster_command"]
 
-    again = _scale("--tools-only", "--tool", "status", "--tool", "verify", *work)
+    again = _scale("--tools-only", "--tool", "status", "--tool", "verify", "--tool", "show", "--tool", "browse", *work)
     assert again.returncode == 0, again.stderr[-3000:]
     retimed = json.loads(out.read_text())
     assert retimed["run"] == report["run"] and retimed["tools_wall_s"]["browse"] == report["tools_wall_s"]["browse"]
